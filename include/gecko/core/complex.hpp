@@ -16,7 +16,7 @@ struct Complex {
     return {re * o.re - im * o.im, re * o.im + im * o.re};
   }
   GECKO_HOST_DEVICE constexpr Complex operator*(T s) const { return {re * s, im * s}; }
-  GECKO_HOST_DEVICE constexpr bool operator==(const Complex&) const = default;
+  constexpr bool operator==(const Complex&) const = default;
 };
 
 template <class T>

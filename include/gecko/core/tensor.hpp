@@ -40,7 +40,11 @@ class Tensor {
   Tensor() = default;
   explicit Tensor(const Shape& shape) : shape_(shape), data_(new T[std::size_t(shape.numel())]()) {}
   Tensor(const Shape& shape, T fill) : Tensor(shape) { std::fill_n(data_.get(), size(), fill); }
-  Tensor(const Tensor& o) : Tensor(o.shape_) { std::copy_n(o.data(), o.size(), data()); }
+  Tensor(const Tensor& o) : shape_(o.shape_) {
+    if (o.empty()) return;  // an absent tensor stays absent (a rank-0 shape would hold one element)
+    data_.reset(new T[std::size_t(shape_.numel())]);
+    std::copy_n(o.data(), o.size(), data());
+  }
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(const Tensor& o) {
     if (this != &o) *this = Tensor(o);
