@@ -45,19 +45,23 @@ CemaCoefficients<T> cema_coefficients(const CemaParams<T>& params) {
   check_shape(op, "theta", params.theta.shape(), {D});
   check_shape(op, "gamma", params.gamma.shape(), {D, N, 2});
 
-  auto sigmoid = [](T v) { return T(1) / (T(1) + std::exp(-v)); };
-  const T two_pi_over_n = T(2 * std::numbers::pi / double(N));
+  // The coefficients are formed in float32 whatever T, as the reference does (spec §3.2): the
+  // golden float64 runs inherit those float32 coefficients, so computing them in double would
+  // move every CEMA output by up to 3e-7 relative.
+  using F = float;
+  auto sigmoid = [](F v) { return F(1) / (F(1) + std::exp(-v)); };
+  const F two_pi_over_n = F(2 * std::numbers::pi / double(N));
   const T scale = T(params.gamma_scale);
 
   CemaCoefficients<T> c{Tensor<T>({D, N}), Tensor<Complex<T>>({D, N}), Tensor<Complex<T>>({D, N})};
   for (std::int64_t d = 0; d < D; ++d) {
-    const T phi = sigmoid(params.theta[d]) * two_pi_over_n;  // φ_d
+    const F phi = sigmoid(F(params.theta[d])) * two_pi_over_n;  // φ_d
     for (std::int64_t n = 0; n < N; ++n) {
-      const T p = sigmoid(params.alpha(d, n));
-      const T angle = T(n + 1) * phi;                        // θ_{d,n}
-      const T modulus = T(1) - p * sigmoid(params.delta(d, n));
-      c.p(d, n) = p;
-      c.q(d, n) = {modulus * std::cos(angle), modulus * std::sin(angle)};
+      const F p = sigmoid(F(params.alpha(d, n)));
+      const F angle = F(n + 1) * phi;                            // θ_{d,n}
+      const F modulus = F(1) - p * sigmoid(F(params.delta(d, n)));
+      c.p(d, n) = T(p);
+      c.q(d, n) = {T(modulus * std::cos(angle)), T(modulus * std::sin(angle))};
       c.gamma(d, n) = {params.gamma(d, n, 0) * scale, params.gamma(d, n, 1) * scale};
     }
   }
