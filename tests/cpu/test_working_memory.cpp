@@ -356,7 +356,7 @@ TEST_CASE("awm: the chunked path equals the defining token-by-token semantics") 
   }
 }
 
-TEST_CASE("awm: an absorption keeps rho in (0, 1] and memory rows convex combinations") {
+TEST_CASE("awm: an absorption keeps 0 < rho <= 1 and memory rows convex combinations") {
   using Matrix = cpu::awm::Matrix<double>;
   std::mt19937_64 rng(99);
   std::normal_distribution<double> normal(0.0, 2.0);
