@@ -4,11 +4,13 @@
 // tree runs. Evaluation is per element: `e.eval(i, col)` reads flat element i of the result,
 // where col = i % (last extent) is computed once by the executor for row-broadcast leaves.
 //
-// Pitfall (as in Eigen): an expression refers to its tensors, it does not own them. Never keep an
-// expression in `auto` past the statement that uses it when its leaves view temporaries:
-//   auto e = expr::input(make_tensor()) + 1.f;  // rejected: input() refuses temporary Tensors
-//   auto e = expr::input(tmp.view()) * 2.f;     // fine only while tmp lives
-// Build the expression inside the run(assign(...), exec) call, or keep its tensors alive.
+// Pitfall (as in Eigen): an expression refers to its tensors, it does not own them. Never hold an
+// expression in `auto` past the statement that uses it when its leaves refer to temporaries:
+//   auto e = input(x) * input(scaled(x).view());  // the Tensor from scaled(x) dies at the ';'
+//   run(assign(y, e), exec);                      // reads freed memory
+// (input(scaled(x)) itself does not compile: leaves refuse temporary Tensors, not views of them.)
+// Write the expression inside the run(assign(...), exec) statement, where temporaries live to
+// its end, or keep the tensors it reads alive while the expression is.
 
 #include <concepts>
 #include <cstdint>
