@@ -5,6 +5,7 @@
 
 #include <bit>
 #include <complex>
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
