@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <type_traits>
 
 #include "gecko/core/dtype.hpp"
 #include "gecko/core/shape.hpp"
@@ -27,7 +28,11 @@ struct TensorView {
       : data(d), shape(s), strides(contiguous_strides(s)), space(sp) {}
   TensorView(T* d, const Shape& s, const Shape& st, Space sp)
       : data(d), shape(s), strides(st), space(sp) {}
-  operator TensorView<const T>() const { return {data, shape, strides, space}; }
+  operator TensorView<const T>() const
+    requires(!std::is_const_v<T>)
+  {
+    return {data, shape, strides, space};
+  }
 
   GECKO_HOST_DEVICE std::int64_t numel() const { return shape.numel(); }
   GECKO_HOST_DEVICE int rank() const { return shape.rank; }
