@@ -152,7 +152,7 @@ class Model {
     // RoPE table of the call's positions, shared by every layer.                   (L, dk/2, 2)
     Tensor<T> rope;
     if (c_.rope_heads() > 0) {
-      std::vector<std::int64_t> positions(std::size_t(L));
+      std::vector<std::int64_t> positions(static_cast<std::size_t>(L));
       for (std::int64_t i = 0; i < L; ++i) positions[i] = Policy::attention::rope_position(start + i, C);
       rope = cpu::rope_table(rope_freqs_, std::span<const std::int64_t>(positions));
     }
