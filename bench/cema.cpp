@@ -4,6 +4,7 @@
 #include "gecko/cpu/cema.hpp"
 
 #include "support/common.hpp"
+#include "support/work.hpp"
 
 namespace gecko::bench {
 namespace {
@@ -17,15 +18,6 @@ cpu::CemaCoefficients<T> cema_coeffs(const Sizes& s) {
   p.theta = random_tensor<T>({s.D}, 23, 1.0);
   p.gamma = random_tensor<T>({s.D, s.N, 2}, 24, 1.0 / std::sqrt(double(s.N)));
   return cpu::cema_coefficients(p);
-}
-
-// Reads x and the coefficients p, q, γ (the zero initial state is not read); writes c and h.
-Work cema_work(const Sizes& s) {
-  Work w;
-  w.bytes = bytes_of<T>(2 * s.tokens() * s.D + 5 * s.D * s.N + 2 * s.B * s.D * s.N);
-  // per (b, t, d, n): h ← q·h + p·x 8, y += Re(γ·h) 4; per (b, t, d): the residual add 1
-  w.flops = 12.0 * double(s.tokens() * s.D * s.N) + double(s.tokens() * s.D);
-  return w;
 }
 
 // §6.2 as a per-channel sequential loop: for each (b, d) walk t, updating the N states.
@@ -71,7 +63,7 @@ void register_benchmarks() {
         auto c = cpu::cema(x, nullptr, h, coeffs);
         benchmark::DoNotOptimize(c.data());
       }
-      report(state, cema_work(s));
+      report(state, work::cema(s));
     });
     add("cema", "sequential", s, [s](benchmark::State& state) {
       const auto x = random_tensor<T>({s.B, s.L, s.D}, 2);
@@ -86,9 +78,9 @@ void register_benchmarks() {
         auto c = cema_sequential(x, coeffs, h);
         benchmark::DoNotOptimize(c.data());
       }
-      report(state, cema_work(s));
+      report(state, work::cema(s));
     });
-    add_memcpy("cema", s, cema_work(s).bytes);
+    add_memcpy("cema", s, work::cema(s).bytes);
   }
 }
 

@@ -4,23 +4,13 @@
 #include "gecko/cpu/group_norm.hpp"
 
 #include "support/common.hpp"
+#include "support/work.hpp"
 
 namespace gecko::bench {
 namespace {
 
 using T = float;
 constexpr double kEps = 1e-5;
-
-// Reads x and the affine parameters, writes y.
-Work rms_work(const Sizes& s) {
-  // per element: x² accumulated 2, ·ρ 1, ·g 1; per row: mean, + eps, 1/sqrt 3
-  return {bytes_of<T>(2 * s.tokens() * s.D + s.D), 4.0 * double(s.tokens() * s.D) + 3.0 * double(s.tokens())};
-}
-
-Work layer_work(const Sizes& s) {
-  // per element: mean 1, centre 1, square accumulated 2, ·ρ 1, ·g 1, + b 1; per row 4
-  return {bytes_of<T>(2 * s.tokens() * s.D + 2 * s.D), 7.0 * double(s.tokens() * s.D) + 4.0 * double(s.tokens())};
-}
 
 // One row (token) at a time, the scale 1 + weight formed once.
 Tensor<T> rms_sequential(const Tensor<T>& x, const Tensor<T>& weight) {
@@ -72,7 +62,7 @@ void register_benchmarks() {
         auto y = cpu::group_rms_norm(x, 1, kEps, &w);
         benchmark::DoNotOptimize(y.data());
       }
-      report(state, rms_work(s));
+      report(state, work::rms_norm(s));
     });
     add("rms_norm", "sequential", s, [s, inputs](benchmark::State& state) {
       const auto [x, w, b] = inputs();
@@ -81,9 +71,9 @@ void register_benchmarks() {
         auto y = rms_sequential(x, w);
         benchmark::DoNotOptimize(y.data());
       }
-      report(state, rms_work(s));
+      report(state, work::rms_norm(s));
     });
-    add_memcpy("rms_norm", s, rms_work(s).bytes);
+    add_memcpy("rms_norm", s, work::rms_norm(s).bytes);
 
     add("layer_norm", "gecko", s, [s, inputs](benchmark::State& state) {
       const auto [x, w, b] = inputs();
@@ -91,7 +81,7 @@ void register_benchmarks() {
         auto y = cpu::group_layer_norm(x, 1, kEps, &w, &b);
         benchmark::DoNotOptimize(y.data());
       }
-      report(state, layer_work(s));
+      report(state, work::layer_norm(s));
     });
     add("layer_norm", "sequential", s, [s, inputs](benchmark::State& state) {
       const auto [x, w, b] = inputs();
@@ -102,9 +92,9 @@ void register_benchmarks() {
         auto y = layer_sequential(x, w, b);
         benchmark::DoNotOptimize(y.data());
       }
-      report(state, layer_work(s));
+      report(state, work::layer_norm(s));
     });
-    add_memcpy("layer_norm", s, layer_work(s).bytes);
+    add_memcpy("layer_norm", s, work::layer_norm(s).bytes);
   }
 }
 

@@ -5,18 +5,13 @@
 #include "gecko/cpu/rope.hpp"
 
 #include "support/common.hpp"
+#include "support/work.hpp"
 
 namespace gecko::bench {
 namespace {
 
 using T = float;
 constexpr double kBase = 500000;
-
-// Reads x and the table (L, dk/2, 2), writes x; 6 FLOPs per rotated pair.
-Work rope_work(const Sizes& s) {
-  const std::int64_t elements = s.tokens() * s.S;
-  return {bytes_of<T>(2 * elements + s.L * s.dk()), 3.0 * double(elements)};
-}
 
 void rope_sequential(Tensor<T>& x, const Tensor<T>& table) {
   const std::int64_t B = x.dim(0), L = x.dim(1), H = x.dim(2), half = x.dim(3) / 2;
@@ -50,7 +45,7 @@ void register_benchmarks() {
         benchmark::DoNotOptimize(x.data());
         benchmark::ClobberMemory();
       }
-      report(state, rope_work(s));
+      report(state, work::rope(s));
     });
     add("rope", "sequential", s, [s, table](benchmark::State& state) {
       auto x = random_tensor<T>({s.B, s.L, s.H, s.dk()}, 4);
@@ -65,9 +60,9 @@ void register_benchmarks() {
         benchmark::DoNotOptimize(x.data());
         benchmark::ClobberMemory();
       }
-      report(state, rope_work(s));
+      report(state, work::rope(s));
     });
-    add_memcpy("rope", s, rope_work(s).bytes);
+    add_memcpy("rope", s, work::rope(s).bytes);
   }
 }
 

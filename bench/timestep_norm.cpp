@@ -4,6 +4,7 @@
 #include "gecko/cpu/timestep_norm.hpp"
 
 #include "support/common.hpp"
+#include "support/work.hpp"
 
 namespace gecko::bench {
 namespace {
@@ -19,17 +20,6 @@ cpu::TimestepNormParams<T> tsn_params(const Sizes& s) {
   p.prior_var = Tensor<T>({s.G});
   p.groups = int(s.G);
   return p;
-}
-
-// Inputs x, weight, bias and the priors read once; y and the state (count, M, V) written once.
-Work tsn_work(const Sizes& s) {
-  const double elements = double(s.tokens() * s.D), stats = double(s.tokens() * s.G);
-  Work w;
-  w.bytes = bytes_of<T>(2 * s.tokens() * s.D + 2 * s.D + 2 * s.G + 2 * s.B * s.G) +
-            bytes_of<std::int64_t>(1 + s.B);
-  // per element: moments 1 + 3, normalisation 4; per (token, group): 17 (bench/README.md)
-  w.flops = 8 * elements + 17 * stats;
-  return w;
 }
 
 // §5.3 from the priors as one sequential loop per (b, group): running β^n products, the scale
@@ -86,7 +76,7 @@ void register_benchmarks() {
         auto y = cpu::timestep_decay_norm(x, nullptr, st, p);
         benchmark::DoNotOptimize(y.data());
       }
-      report(state, tsn_work(s));
+      report(state, work::timestep_norm(s));
     });
     add("timestep_norm", "sequential", s, [s](benchmark::State& state) {
       const auto x = random_tensor<T>({s.B, s.L, s.D}, 1);
@@ -99,9 +89,9 @@ void register_benchmarks() {
         auto y = tsn_sequential(x, p, st);
         benchmark::DoNotOptimize(y.data());
       }
-      report(state, tsn_work(s));
+      report(state, work::timestep_norm(s));
     });
-    add_memcpy("timestep_norm", s, tsn_work(s).bytes);
+    add_memcpy("timestep_norm", s, work::timestep_norm(s).bytes);
   }
 }
 

@@ -29,6 +29,7 @@ struct Sizes {
   std::int64_t N;     // CEMA order
   std::int64_t C;     // chunk size
   std::int64_t G;     // timestep-norm groups
+  std::int64_t V;     // vocabulary (model benchmark)
   benchmark::TimeUnit unit;
 
   std::int64_t dk() const { return S / H; }
@@ -38,9 +39,9 @@ struct Sizes {
 
 // "small": CI-sized (the smoke tests run only these). "medium": a 1/8-width Gecko layer
 // (D 512 vs 4096, dk 32, dv 256, C 256) over 8 chunks, sized for a 2-core CPU.
-inline constexpr Sizes kSmall{"small", 2, 256, 64, 32, 128, 2, 128, 16, 16, 4,
+inline constexpr Sizes kSmall{"small", 2, 256, 64, 32, 128, 2, 128, 16, 16, 4, 256,
                               benchmark::kMicrosecond};
-inline constexpr Sizes kMedium{"medium", 1, 2048, 512, 128, 1024, 4, 1024, 16, 256, 8,
+inline constexpr Sizes kMedium{"medium", 1, 2048, 512, 128, 1024, 4, 1024, 16, 256, 8, 1024,
                                benchmark::kMillisecond};
 inline constexpr Sizes kTiers[] = {kSmall, kMedium};
 

@@ -112,7 +112,7 @@ class SummaryReporter : public benchmark::ConsoleReporter {
            "memcpy of the op's bytes, sgemm% = FLOP/s over roof/sgemm of the tier, gecko/this = "
            "time of the op over time of this row (bench/README.md)\n";
     char line[256];
-    std::snprintf(line, sizeof line, "%-26s %-13s %11s %9s %9s %8s %8s %10s\n", "op/tier", "variant",
+    std::snprintf(line, sizeof line, "%-22s %-17s %11s %9s %9s %8s %8s %10s\n", "op/tier", "variant",
                   "time", "GB/s", "GFLOP/s", "memcpy%", "sgemm%", "gecko/this");
     out << line;
     for (const std::string& key : group_order) {
@@ -138,7 +138,7 @@ class SummaryReporter : public benchmark::ConsoleReporter {
           ratio = b;
         }
         const bool is_copy = n.variant == "memcpy";
-        std::snprintf(line, sizeof line, "%-26s %-13s %11s %9.2f %9.2f %8s %8s %10s\n",
+        std::snprintf(line, sizeof line, "%-22s %-17s %11s %9.2f %9.2f %8s %8s %10s\n",
                       head ? key.c_str() : "", n.variant.c_str(), format_time(m.seconds).c_str(),
                       m.bytes_rate / 1e9, m.flop_rate / 1e9,
                       is_copy || !copy ? "-" : pct(m.bytes_rate, copy->bytes_rate).c_str(),
