@@ -5,10 +5,15 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
 #include <string>
 #include <type_traits>
 
+#include "gecko/cpu/rope.hpp"
 #include "gecko/layers/layer_state.hpp"
+#include "gecko/model/model.hpp"
 #include "gecko/model/state.hpp"
 #include "support/golden.hpp"
 
@@ -61,6 +66,153 @@ double check_state_against(const io::SafetensorsFile& f, const std::string& pref
     if (name.starts_with(stored_under)) ++stored;
   CHECK(compared == stored);
   return worst;
+}
+
+inline Tensor<std::int64_t> time_slice(const Tensor<std::int64_t>& x, std::int64_t begin, std::int64_t end) {
+  Tensor<std::int64_t> out({x.dim(0), end - begin});
+  for (std::int64_t b = 0; b < x.dim(0); ++b)
+    for (std::int64_t t = begin; t < end; ++t) out(b, t - begin) = x(b, t);
+  return out;
+}
+
+// A random schedule of allowed pieces covering L tokens: at a chunk boundary a prefill of whole
+// chunks, a tail of 2 … C−1 tokens or a single token; elsewhere single tokens.
+inline std::vector<std::int64_t> random_schedule(std::mt19937& rng, std::int64_t L, std::int64_t C) {
+  std::vector<std::int64_t> pieces;
+  for (std::int64_t at = 0; at < L;) {
+    std::int64_t n = 1;
+    if (at % C == 0) {
+      const int kind = std::uniform_int_distribution<int>(0, 2)(rng);
+      const std::int64_t chunks_left = (L - at) / C;
+      if (kind == 0 && chunks_left > 0)
+        n = C * std::uniform_int_distribution<std::int64_t>(1, std::min<std::int64_t>(chunks_left, 3))(rng);
+      else if (kind == 1 && std::min(C - 1, L - at) >= 2)
+        n = std::uniform_int_distribution<std::int64_t>(2, std::min(C - 1, L - at))(rng);
+    }
+    pieces.push_back(n);
+    at += n;
+  }
+  return pieces;
+}
+
+// Random tokens with bos tokens at t = 0, on the first and last token of a chunk, back to back and
+// at random places (never bos elsewhere).
+inline Tensor<std::int64_t> random_tokens(std::mt19937& rng, std::int64_t B, std::int64_t L, std::int64_t C,
+                                   std::int64_t vocab, std::int64_t bos_id) {
+  Tensor<std::int64_t> tokens({B, L});
+  std::uniform_int_distribution<std::int64_t> tok(0, vocab - 1);
+  for (std::int64_t i = 0; i < tokens.size(); ++i) {
+    tokens[i] = tok(rng);
+    if (tokens[i] == bos_id) tokens[i] = (bos_id + 1) % vocab;
+  }
+  std::uniform_int_distribution<std::int64_t> pos(0, L - 1);
+  for (std::int64_t b = 0; b < B; ++b) {
+    if (b % 2 == 0) tokens(b, 0) = bos_id;
+    for (int k = 0; k < 4; ++k) tokens(b, pos(rng)) = bos_id;
+    const std::int64_t c = std::uniform_int_distribution<std::int64_t>(1, L / C - 1)(rng);
+    tokens(b, c * C) = bos_id;          // first token of a chunk
+    tokens(b, c * C - 1) = bos_id;      // last token of the previous chunk (back to back)
+    tokens(b, (c + 1) * C - 1) = bos_id;  // last token of a chunk
+  }
+  return tokens;
+}
+
+// Two model states agree part by part: floats to tol relative, integers exactly.
+template <class T>
+void check_states_equal(const model::ModelState<T>& a, const model::ModelState<T>& b, double tol) {
+  int na = 0, nb = 0;
+  visit_state(b, [&](const std::string&, const auto&) { ++nb; });
+  visit_state(a, [&](const std::string& name, const auto& ta) {
+    ++na;
+    bool found = false;
+    visit_state(b, [&](const std::string& nb_name, const auto& tb) {
+      if (nb_name != name) return;
+      found = true;
+      using A = std::remove_cvref_t<decltype(ta[0])>;
+      using Bt = std::remove_cvref_t<decltype(tb[0])>;
+      if constexpr (std::is_same_v<A, Bt>) {
+        INFO("state ", name);
+        REQUIRE(ta.shape() == tb.shape());
+        if constexpr (std::is_floating_point_v<A>)
+          CHECK(rel_error(ta, tb) <= tol);
+        else
+          check_equal(name, ta, tb);
+      } else {
+        FAIL("state ", name, " has different element types");
+      }
+    });
+    INFO("state ", name);
+    CHECK(found);
+  });
+  CHECK(na == nb);
+}
+
+// Feeds tokens through the model in the given pieces; returns the logits of all pieces joined.
+template <class Model, class State>
+auto stream_in_pieces(const Model& model, const Tensor<std::int64_t>& tokens,
+                      const std::vector<std::int64_t>& schedule, State& state, bool multi) {
+  using T = typename Model::scalar;
+  Tensor<T> streamed;
+  std::int64_t at = 0;
+  for (const std::int64_t n : schedule) {
+    const Tensor<T> piece = model.forward(time_slice(tokens, at, at + n), state, multi);
+    if (streamed.empty()) streamed = Tensor<T>({piece.dim(0), tokens.dim(1), piece.dim(2)});
+    for (std::int64_t b = 0; b < piece.dim(0); ++b)
+      for (std::int64_t t = 0; t < n; ++t)
+        for (std::int64_t v = 0; v < piece.dim(2); ++v) streamed(b, at + t, v) = piece(b, t, v);
+    at += n;
+  }
+  return streamed;
+}
+
+// Random schedules against one pass over the same tokens (double): logits and final state agree
+// to 1e-9 relative.
+template <class Model>
+void check_random_schedules(const Model& model, const Tensor<std::int64_t>& tokens, bool multi,
+                            std::mt19937& rng, int schedules) {
+  const std::int64_t C = model.config().chunk_size, L = tokens.dim(1);
+  model::ModelState<double> one_state;
+  const Tensor<double> one = model.feed(tokens, one_state, multi);
+  for (int k = 0; k < schedules; ++k) {
+    const auto schedule = random_schedule(rng, L, C);
+    std::string text;
+    for (auto n : schedule) text += std::to_string(n) + " ";
+    INFO("schedule ", text);
+    model::ModelState<double> s;
+    const Tensor<double> streamed = stream_in_pieces(model, tokens, schedule, s, multi);
+    CHECK(rel_error(streamed, one) <= 1e-9);
+    check_states_equal(s, one_state, 1e-9);
+  }
+}
+
+// Random parameters for every tensor the configuration and the policy call for: weights
+// N(0, 1/fan_in)-ish, norm offsets and biases small, priors at their neutral values (count 0,
+// mean 0, var 0 for the decay norm, 1 for the cumulative norm).
+template <class Policy, class T>
+model::ModelParams<T> random_model_params(const model::Config& c, std::mt19937& rng) {
+  model::ModelParams<T> p;
+  p.layers.resize(std::size_t(c.num_layers));
+  std::normal_distribution<double> normal(0.0, 1.0);
+  model::visit_model_parameters<Policy>(p, c, [&](const std::string& name, auto& t, const Shape& shape) {
+    using X = std::remove_cvref_t<decltype(t[0])>;
+    t = Tensor<X>(shape);
+    if constexpr (std::is_floating_point_v<X>) {
+      double scale = 0.1;
+      if (name.ends_with("prior_mean")) scale = 0;
+      if (shape.rank == 2 && !name.ends_with("cema.alpha") && !name.ends_with("cema.delta") &&
+          !name.ends_with("mega.gamma") && !name.ends_with("mega.beta"))
+        scale = 1.0 / std::sqrt(double(shape[1]));
+      if (name == "embed.weight") scale = 1.0;
+      if (name.ends_with("cema.alpha") || name.ends_with("cema.delta")) scale = 0.5;
+      if (name.ends_with("cema.gamma")) scale = 0.5;
+      if (name.ends_with("cema.theta")) scale = 1.0;
+      if (name.ends_with("cema.omega")) scale = 0.25;
+      for (auto& v : t.span()) v = X(scale * normal(rng));
+      if (name.ends_with("prior_var")) for (auto& v : t.span()) v = Policy::input_norm::resets_at_bos ? X(0) : X(1);
+      if (name == "rope.freqs") t = cpu::rope_frequencies<X>(int(c.head_dim()), c.rope_base);
+    }
+  });
+  return p;
 }
 
 }  // namespace gecko::testing

@@ -9,6 +9,7 @@
 #include "gecko/layers/layer_state.hpp"
 #include "gecko/layers/mega.hpp"
 #include "gecko/model/config.hpp"
+#include "gecko/policy/presets.hpp"
 
 namespace gecko::layers {
 
@@ -77,3 +78,17 @@ class Block {
 };
 
 }  // namespace gecko::layers
+
+namespace gecko {
+
+// The blocks of the shipped variants (policy/presets.hpp), for T = float or double.
+template <class T>
+using GeckoBlock = layers::Block<policy::Gecko, T>;
+template <class T>
+using GeckoNoMemoryBlock = layers::Block<policy::GeckoNoMemory, T>;
+template <class T>
+using GeckoBlockDiagonalBlock = layers::Block<policy::GeckoBlockDiagonal, T>;
+template <class T>
+using MegalodonBlock = layers::Block<policy::Megalodon, T>;
+
+}  // namespace gecko

@@ -19,6 +19,7 @@
 #include "gecko/layers/block.hpp"
 #include "gecko/model/config.hpp"
 #include "gecko/model/state.hpp"
+#include "gecko/policy/presets.hpp"
 
 namespace gecko::model {
 
@@ -265,3 +266,17 @@ class Model {
 };
 
 }  // namespace gecko::model
+
+namespace gecko {
+
+// The models of the shipped variants (policy/presets.hpp), for T = float or double.
+template <class T>
+using GeckoModel = model::Model<policy::Gecko, T>;
+template <class T>
+using GeckoNoMemoryModel = model::Model<policy::GeckoNoMemory, T>;
+template <class T>
+using GeckoBlockDiagonalModel = model::Model<policy::GeckoBlockDiagonal, T>;
+template <class T>
+using MegalodonModel = model::Model<policy::Megalodon, T>;
+
+}  // namespace gecko
