@@ -2,8 +2,7 @@
 // of every streaming schedule, and the final streaming state.
 #include <doctest/doctest.h>
 
-#include <cstdio>
-#include <numeric>
+#include <vector>
 
 #include "gecko/model/checkpoint.hpp"
 #include "gecko/policy/presets.hpp"
@@ -13,15 +12,6 @@
 using namespace gecko;
 
 namespace {
-
-template <class X>
-Tensor<X> time_slice(const Tensor<X>& x, std::int64_t begin, std::int64_t end) {
-  const std::int64_t B = x.dim(0), L = x.dim(1);
-  Tensor<X> out({B, end - begin});
-  for (std::int64_t b = 0; b < B; ++b)
-    for (std::int64_t t = begin; t < end; ++t) out(b, t - begin) = x(b, t);
-  return out;
-}
 
 template <class T>
 void check_model_file(const std::string& name) {
@@ -47,16 +37,8 @@ void check_model_file(const std::string& name) {
     const std::string prefix = "stream" + std::to_string(k);
     const auto schedule = f->get<std::int64_t>("in." + prefix + ".schedule");
     model::ModelState<T> s;
-    Tensor<T> streamed(logits.shape());
-    std::int64_t at = 0;
-    for (std::int64_t i = 0; i < schedule.size(); ++i) {
-      const Tensor<T> piece = model.forward(time_slice(tokens, at, at + schedule[i]), s, multi);
-      for (std::int64_t b = 0; b < piece.dim(0); ++b)
-        for (std::int64_t t = 0; t < piece.dim(1); ++t)
-          for (std::int64_t v = 0; v < piece.dim(2); ++v) streamed(b, at + t, v) = piece(b, t, v);
-      at += schedule[i];
-    }
-    REQUIRE(at == tokens.dim(1));
+    const std::vector<std::int64_t> pieces(schedule.data(), schedule.data() + schedule.size());
+    const Tensor<T> streamed = testing::stream_in_pieces(model, tokens, pieces, s, multi);
     const auto golden = f->get<float>("out." + prefix + ".logits");
     testing::check_close("out." + prefix + ".logits", streamed, golden, tol);
     double srel = 0;
@@ -102,19 +84,19 @@ TEST_CASE("model: pieces that break the streaming rules are rejected, naming the
   const Tensor<std::int64_t> tokens = f->get<std::int64_t>("in.tokens");  // (2, 64), C = 16
   {
     model::ModelState<float> s;
-    CHECK_THROWS_WITH_AS(model.forward(time_slice(tokens, 0, 20), s),
+    CHECK_THROWS_WITH_AS(model.forward(testing::time_slice(tokens, 0, 20), s),
                          doctest::Contains("must start and end on chunk boundaries (start % C == 0 and end % C == 0)"),
                          Error);
   }
   {
     model::ModelState<float> s;
-    model.forward(time_slice(tokens, 0, 1), s);
-    CHECK_THROWS_WITH_AS(model.forward(time_slice(tokens, 1, 5), s),
+    model.forward(testing::time_slice(tokens, 0, 1), s);
+    CHECK_THROWS_WITH_AS(model.forward(testing::time_slice(tokens, 1, 5), s),
                          doctest::Contains("a piece of 1 < L < C tokens must start on a chunk boundary"), Error);
-    CHECK_THROWS_WITH_AS(model.forward(time_slice(tokens, 1, 17), s),
+    CHECK_THROWS_WITH_AS(model.forward(testing::time_slice(tokens, 1, 17), s),
                          doctest::Contains("got start = 1, L = 16, end = 17, C = 16"), Error);
     CHECK(s.position() == 1);  // a rejected piece leaves the state as it was
-    CHECK_THROWS_WITH_AS(model.forward(time_slice(tokens, 1, 2), s, /*multi_segments=*/true),
+    CHECK_THROWS_WITH_AS(model.forward(testing::time_slice(tokens, 1, 2), s, /*multi_segments=*/true),
                          doctest::Contains("multi_segments must be the same on every call"), Error);
     CHECK_THROWS_WITH_AS(model.forward(Tensor<std::int64_t>({1, 1}, 3), s),
                          doctest::Contains("the state was started with batch size 2"), Error);
