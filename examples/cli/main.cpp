@@ -1,0 +1,53 @@
+// gecko: command-line tool around the CPU model. `gecko <command> [flags]`; `gecko --help` lists
+// the commands, `gecko <command> --help` documents a command's flags.
+#include <array>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+
+namespace {
+
+using gecko::cli::Command;
+
+// One row per subcommand.
+constexpr std::array kCommands = {
+    Command{"logits", "run a checkpoint on a token tensor; write the logits and the final streaming state",
+            gecko::cli::logits_help, gecko::cli::logits_main},
+};
+
+void usage(std::ostream& out) {
+  out << "usage: gecko <command> [flags]\n"
+         "       gecko <command> --help\n\n"
+         "Runs Gecko models on the CPU from checkpoints in the reference's safetensors format.\n\n"
+         "commands:\n";
+  for (const auto& c : kCommands) out << "  " << c.name << std::string(10 - c.name.size(), ' ') << c.summary << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    usage(std::cerr);
+    return 2;
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    usage(std::cout);
+    return 0;
+  }
+  for (const auto& c : kCommands) {
+    if (args[0] != c.name) continue;
+    const std::vector<std::string> rest(args.begin() + 1, args.end());
+    for (const auto& a : rest)
+      if (a == "--help" || a == "-h") {
+        c.help(std::cout);
+        return 0;
+      }
+    return c.run(rest);
+  }
+  std::cerr << "gecko: unknown command '" << args[0] << "'\n\n";
+  usage(std::cerr);
+  return 2;
+}

@@ -1,0 +1,37 @@
+# Runs `gecko logits` on a golden model file (checkpoint and tokens in one file) and compares the
+# output with the golden logits and final state. Variables: GECKO, COMPARE (the executables),
+# GOLDEN (file), TENSOR (golden logits name), DTYPE, OUT, FLAGS (extra flags; --schedule=streamK
+# is replaced by the golden in.streamK.schedule).
+cmake_minimum_required(VERSION 3.25)
+if(NOT EXISTS "${GOLDEN}")
+  message("SKIPPED: golden file ${GOLDEN} not found (set GECKO_GOLDEN_DIR)")
+  return()
+endif()
+set(args logits --checkpoint "${GOLDEN}" --tokens "${GOLDEN}:in.tokens" --dtype ${DTYPE} --out "${OUT}")
+foreach(flag IN LISTS FLAGS)
+  if(flag MATCHES "^--schedule=(.*)$")
+    execute_process(COMMAND "${COMPARE}" schedule "${GOLDEN}" ${CMAKE_MATCH_1}
+                    OUTPUT_VARIABLE schedule RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "cannot read the schedule ${CMAKE_MATCH_1} from ${GOLDEN}")
+    endif()
+    list(APPEND args --schedule ${schedule})
+  else()
+    list(APPEND args ${flag})
+  endif()
+endforeach()
+
+get_filename_component(out_dir "${OUT}" DIRECTORY)
+file(MAKE_DIRECTORY "${out_dir}")
+file(REMOVE "${OUT}")
+list(JOIN args " " shown)
+message("gecko ${shown}")
+execute_process(COMMAND "${GECKO}" ${args} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "gecko logits exited with ${rc}")
+endif()
+execute_process(COMMAND "${COMPARE}" logits "${OUT}" "${GOLDEN}" ${TENSOR} ${DTYPE} RESULT_VARIABLE rc)
+file(REMOVE "${OUT}")
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the output of gecko logits does not match ${TENSOR} of ${GOLDEN}")
+endif()
