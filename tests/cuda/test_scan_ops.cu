@@ -1,0 +1,554 @@
+// The GPU scan and normalisation ops (timestep decay norm, CEMA, group RMS/layer norm) against
+// their CPU definitions, on fresh random inputs: odd sizes, L = 1, sequences crossing the kernels'
+// 256-step tiles, bos resets and incoming state. Outputs are poisoned with NaN before each run, so
+// an element a kernel leaves unwritten fails. The metric is the golden README's,
+// max|gpu − ref| / max|ref|, and a NaN fails.
+//   float32: within 1e-4 of the CPU path in float32.
+//   bfloat16/float16 storage: outputs within twice the error that the CPU path makes (computed in
+//     float32 on the same 16-bit inputs, rounded to 16 bits once) against float64; the float32
+//     states within 1e-4 of the CPU path in float32, as both see the same exact inputs.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#include "cuda_test_support.hpp"
+#include "gecko/cpu/cema.hpp"
+#include "gecko/cpu/group_norm.hpp"
+#include "gecko/cpu/timestep_norm.hpp"
+#include "gecko/cuda.cuh"
+#include "gecko/cuda/cema.cuh"
+#include "gecko/cuda/group_norm.cuh"
+#include "gecko/cuda/timestep_norm.cuh"
+
+using namespace gecko;
+// gecko::cuda, spelled apart from libcu++'s ::cuda that the CUB headers bring in.
+namespace gpu = gecko::cuda;
+
+namespace {
+
+template <class T>
+constexpr bool is_16bit = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
+
+// Element conversions through float (16-bit formats) or directly (float, double).
+template <class To, class From>
+To convert_value(From v) {
+  if constexpr (is_16bit<From>) return To(float(v));
+  else if constexpr (is_16bit<To>) return To(float(v));
+  else return To(v);
+}
+
+template <class To, class From>
+Tensor<To> convert(const Tensor<From>& t) {
+  if (t.empty()) return {};
+  Tensor<To> out(t.shape());
+  for (std::int64_t i = 0; i < t.size(); ++i) out[i] = convert_value<To>(t[i]);
+  return out;
+}
+
+template <class To, class From>
+Tensor<Complex<To>> convert(const Tensor<Complex<From>>& t) {
+  Tensor<Complex<To>> out(t.shape());
+  for (std::int64_t i = 0; i < t.size(); ++i) out[i] = {To(t[i].re), To(t[i].im)};
+  return out;
+}
+
+// The float tensor rounded to T and back: the values a T-storage kernel actually sees.
+template <class T>
+Tensor<float> rounded(const Tensor<float>& t) {
+  return convert<float>(convert<T>(t));
+}
+
+template <class T>
+Tensor<T> poisoned(const Shape& shape) {
+  return Tensor<T>(shape, convert_value<T>(std::numeric_limits<float>::quiet_NaN()));
+}
+
+struct Random {
+  std::mt19937_64 rng;
+  explicit Random(std::uint64_t seed) : rng(seed) {}
+
+  Tensor<float> normal(const Shape& s, float mean = 0, float scale = 1) {
+    std::normal_distribution<float> dist(mean, scale);
+    Tensor<float> t(s);
+    for (auto& v : t.span()) v = dist(rng);
+    return t;
+  }
+  Tensor<float> uniform(const Shape& s, float lo, float hi) {
+    std::uniform_real_distribution<float> dist(lo, hi);
+    Tensor<float> t(s);
+    for (auto& v : t.span()) v = dist(rng);
+    return t;
+  }
+  // Resets with probability `prob`, plus one at t = 0 of row 0 (the cached state is then ignored)
+  // and one at the last token of the last row (a one-token run closing the sequence).
+  Tensor<bool> bos(std::int64_t B, std::int64_t L, double prob) {
+    std::bernoulli_distribution coin(prob);
+    Tensor<bool> t({B, L});
+    for (auto& v : t.span()) v = coin(rng);
+    t(0, 0) = true;
+    t(B - 1, L - 1) = true;
+    return t;
+  }
+};
+
+// README metric; +inf when the candidate holds a NaN.
+template <class A, class B>
+double rel_error(const Tensor<A>& cand, const Tensor<B>& ref) {
+  REQUIRE(cand.shape() == ref.shape());
+  double max_diff = 0, max_ref = 0;
+  for (std::int64_t i = 0; i < ref.size(); ++i) {
+    const double c = convert_value<double>(cand[i]), r = convert_value<double>(ref[i]);
+    if (std::isnan(c)) return std::numeric_limits<double>::infinity();
+    max_diff = std::max(max_diff, std::abs(c - r));
+    max_ref = std::max(max_ref, std::abs(r));
+  }
+  return max_ref == 0 ? max_diff : max_diff / max_ref;
+}
+
+constexpr double kFloatTolerance = 1e-4;
+
+// Checks a GPU output of storage type T. `cpu_float` is the CPU path in float on the inputs the
+// GPU saw; `cpu_double` (16-bit only) the same in float64.
+template <class T>
+void check_output(const char* name, const Tensor<T>& gpu, const Tensor<float>& cpu_float,
+                  const Tensor<double>& cpu_double) {
+  if constexpr (std::is_same_v<T, float>) {
+    const double rel = rel_error(gpu, cpu_float);
+    MESSAGE(name, ": rel error vs CPU float32 ", rel, " (tolerance ", kFloatTolerance, ")");
+    CHECK(rel <= kFloatTolerance);
+  } else {
+    const double cpu_rel = rel_error(convert<T>(cpu_float), cpu_double);
+    const double rel = rel_error(gpu, cpu_double);
+    MESSAGE(name, ": rel error vs CPU float64 ", rel, ", CPU path's own ", cpu_rel);
+    CHECK(std::isfinite(rel));
+    CHECK(rel <= 2 * cpu_rel);
+  }
+}
+
+void check_counts(const Tensor<std::int64_t>& gpu, const Tensor<std::int64_t>& cpu) {
+  REQUIRE(gpu.shape() == cpu.shape());
+  for (std::int64_t b = 0; b < cpu.size(); ++b) {
+    INFO("state.count of batch row ", b);
+    CHECK(gpu[b] == cpu[b]);
+  }
+}
+
+void check_state(const char* name, const Tensor<float>& gpu, const Tensor<float>& cpu_float) {
+  const double rel = rel_error(gpu, cpu_float);
+  MESSAGE(name, ": rel error vs CPU float32 ", rel);
+  CHECK(rel <= kFloatTolerance);
+}
+
+// ---------------------------------------------------------------- timestep decay norm
+
+struct TsnCase {
+  std::int64_t B, L, D;
+  int G;
+  bool bos, state;
+};
+
+struct TsnInputs {
+  Tensor<float> x, weight, bias;  // rounded to the storage type already
+  Tensor<bool> bos;               // empty = none
+  cpu::TimestepNormState<float> state;
+};
+
+template <class T>
+TsnInputs tsn_inputs(const TsnCase& c, std::uint64_t seed) {
+  Random r(seed);
+  TsnInputs in;
+  in.x = rounded<T>(r.normal({c.B, c.L, c.D}, 0.3f, 1.5f));
+  in.weight = rounded<T>(r.normal({c.D}, 0, 0.2f));
+  in.bias = rounded<T>(r.normal({c.D}, 0, 0.2f));
+  if (c.bos) in.bos = r.bos(c.B, c.L, 0.03);
+  in.state = {Tensor<std::int64_t>({c.B}, 0), Tensor<float>({c.B, c.G}, 0.f),
+              Tensor<float>({c.B, c.G}, 0.f)};  // the Gecko priors
+  if (c.state) {
+    // Raw EMAs consistent with their counts: M = (1 − β1ⁿ)·m̂, V = (1 − β2ⁿ)·v̂, with m̂ and v̂
+    // near the statistics of x, so that no row's output dwarfs the others in the metric.
+    const std::int64_t counts[] = {3, 1000, 0, 17};
+    const cpu::TimestepNormParams<float> defaults;
+    const Tensor<float> mean = r.normal({c.B, c.G}, 0.3f, 0.2f);
+    const Tensor<float> var = r.uniform({c.B, c.G}, 1.f, 3.f);
+    for (std::int64_t b = 0; b < c.B; ++b) {
+      const std::int64_t n = counts[b % 4];
+      in.state.count[b] = n;
+      for (int g = 0; g < c.G; ++g) {
+        in.state.mean(b, g) = float(1 - std::pow(defaults.beta1, double(n))) * mean(b, g);
+        in.state.var(b, g) = float(1 - std::pow(defaults.beta2, double(n))) * var(b, g);
+      }
+    }
+  }
+  return in;
+}
+
+template <class F>
+cpu::TimestepNormParams<F> tsn_cpu_params(const TsnInputs& in, int G) {
+  cpu::TimestepNormParams<F> p;
+  p.weight = convert<F>(in.weight);
+  p.bias = convert<F>(in.bias);
+  p.groups = G;
+  return p;
+}
+
+template <class F>
+Tensor<F> tsn_cpu(const TsnInputs& in, int G, cpu::TimestepNormState<F>& state) {
+  state = {in.state.count, convert<F>(in.state.mean), convert<F>(in.state.var)};
+  const Tensor<F> x = convert<F>(in.x);
+  return cpu::timestep_decay_norm<F>(x, in.bos.empty() ? nullptr : &in.bos, state,
+                                     tsn_cpu_params<F>(in, G));
+}
+
+// The device state and parameters of one stream.
+template <class T>
+struct TsnDevice {
+  gpu::DeviceBuffer<std::int64_t> count;
+  gpu::DeviceBuffer<float> mean, var;
+  gpu::DeviceBuffer<T> weight, bias;
+  gpu::TimestepNormParams<T> params;
+
+  TsnDevice(const TsnInputs& in, int G)
+      : count(in.state.count), mean(in.state.mean), var(in.state.var),
+        weight(convert<T>(in.weight)), bias(convert<T>(in.bias)) {
+    params.weight = weight.view();
+    params.bias = bias.view();
+    params.groups = G;
+  }
+  gpu::TimestepNormState state() { return {count.view(), mean.view(), var.view()}; }
+
+  // Runs the op on host inputs x (B, L', D) and bos (B, L') or empty; returns y.
+  Tensor<T> run(const Tensor<float>& x, const Tensor<bool>& bos, const CudaExecutor& exec) {
+    const gpu::DeviceBuffer<T> xd(convert<T>(x), exec.stream());
+    gpu::DeviceBuffer<bool> bosd;
+    if (!bos.empty()) bosd = gpu::DeviceBuffer<bool>(bos, exec.stream());
+    gpu::DeviceBuffer<T> y(poisoned<T>(x.shape()), exec.stream());
+    gpu::timestep_decay_norm<T>(xd.view(), bos.empty() ? TensorView<const bool>{} : bosd.view(),
+                                 state(), params, y.view(), exec);
+    return y.to_host(exec.stream());
+  }
+};
+
+template <class T>
+void check_tsn(const TsnCase& c, std::uint64_t seed) {
+  INFO("B = ", c.B, ", L = ", c.L, ", D = ", c.D, ", G = ", c.G, ", bos ", c.bos, ", state ",
+       c.state);
+  const TsnInputs in = tsn_inputs<T>(c, seed);
+  TsnDevice<T> dev(in, c.G);
+  const Tensor<T> y = dev.run(in.x, in.bos, CudaExecutor{});
+
+  cpu::TimestepNormState<float> want;
+  const Tensor<float> y_float = tsn_cpu<float>(in, c.G, want);
+  Tensor<double> y_double;
+  if constexpr (is_16bit<T>) {
+    cpu::TimestepNormState<double> want_double;
+    y_double = tsn_cpu<double>(in, c.G, want_double);
+  }
+  check_output("y", y, y_float, y_double);
+  check_state("state.mean", dev.mean.to_host(), want.mean);
+  check_state("state.var", dev.var.to_host(), want.var);
+  check_counts(dev.count.to_host(), want.count);
+}
+
+// Lengths around the 256-token tile (1, 2, 31, 262, 271, 280, 300, 600), group sizes that allow
+// 16-byte accesses and sizes that do not (2, 4, 5, 16, 64, 1024 channels per group).
+const std::vector<TsnCase> kTsnCases = {
+    {2, 1, 12, 3, true, true},    {3, 2, 64, 4, false, true},   {2, 31, 10, 5, true, false},
+    {2, 262, 256, 4, true, true}, {1, 271, 12, 3, false, false}, {2, 280, 64, 4, true, false},
+    {2, 300, 2048, 2, true, true}, {3, 600, 40, 8, true, true},
+};
+
+template <class T>
+void check_tsn_cases(std::uint64_t seed) {
+  for (const TsnCase& c : kTsnCases) check_tsn<T>(c, seed++);
+}
+
+TEST_CASE("cuda timestep_decay_norm: float32 equals the CPU path") { check_tsn_cases<float>(100); }
+TEST_CASE("cuda timestep_decay_norm: bfloat16 within twice the CPU path's error") {
+  check_tsn_cases<bfloat16>(200);
+}
+TEST_CASE("cuda timestep_decay_norm: float16 within twice the CPU path's error") {
+  check_tsn_cases<float16>(300);
+}
+
+// Pieces of every kind (one token, a few, a whole tile and more) carry the state exactly; the
+// pieces run on a stream of their own, through the CudaExecutor overload.
+TEST_CASE("cuda timestep_decay_norm: a stream fed in pieces equals one CPU call") {
+  const TsnCase c{2, 300, 64, 4, true, true};
+  const TsnInputs in = tsn_inputs<float>(c, 400);
+  TsnDevice<float> dev(in, c.G);
+  cudaStream_t stream = nullptr;
+  REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
+  const CudaExecutor exec(stream);
+  Tensor<float> y({c.B, c.L, c.D});
+  std::int64_t t0 = 0;
+  for (const std::int64_t piece : {1, 1, 31, 262, 5}) {
+    Tensor<float> x({c.B, piece, c.D});
+    Tensor<bool> bos({c.B, piece});
+    for (std::int64_t b = 0; b < c.B; ++b)
+      for (std::int64_t t = 0; t < piece; ++t) {
+        bos(b, t) = in.bos(b, t0 + t);
+        for (std::int64_t d = 0; d < c.D; ++d) x(b, t, d) = in.x(b, t0 + t, d);
+      }
+    const Tensor<float> part = dev.run(x, bos, exec);
+    for (std::int64_t b = 0; b < c.B; ++b)
+      for (std::int64_t t = 0; t < piece; ++t)
+        for (std::int64_t d = 0; d < c.D; ++d) y(b, t0 + t, d) = part(b, t, d);
+    t0 += piece;
+  }
+  REQUIRE(t0 == c.L);
+  cpu::TimestepNormState<float> want;
+  const Tensor<float> y_cpu = tsn_cpu<float>(in, c.G, want);
+  check_output<float>("y", y, y_cpu, {});
+  check_state("state.mean", dev.mean.to_host(stream), want.mean);
+  check_state("state.var", dev.var.to_host(stream), want.var);
+  check_counts(dev.count.to_host(stream), want.count);
+  CHECK(cudaStreamDestroy(stream) == cudaSuccess);
+}
+
+TEST_CASE("cuda timestep_decay_norm: host memory and a wrong state shape are refused") {
+  const TsnCase c{2, 3, 8, 2, false, false};
+  const TsnInputs in = tsn_inputs<float>(c, 500);
+  TsnDevice<float> dev(in, c.G);
+  const gpu::DeviceBuffer<float> x(in.x);
+  gpu::DeviceBuffer<float> y(in.x.shape());
+  CHECK_THROWS_WITH_AS(gpu::timestep_decay_norm<float>(in.x.view(), {}, dev.state(), dev.params,
+                                                        y.view(), nullptr),
+                       "cuda::timestep_decay_norm: x of shape [2, 3, 8] is in host memory, "
+                       "expected device memory",
+                       gecko::Error);
+  gpu::TimestepNormState wrong = dev.state();
+  wrong.mean = {dev.mean.data(), Shape{2, 1, 2}, Space::Device};
+  CHECK_THROWS_WITH_AS(gpu::timestep_decay_norm<float>(x.view(), {}, wrong, dev.params, y.view(),
+                                                        nullptr),
+                       "cuda::timestep_decay_norm: state.mean has shape [2, 1, 2], expected [2, 2]",
+                       gecko::Error);
+}
+
+// ---------------------------------------------------------------- CEMA
+
+struct CemaCase {
+  std::int64_t B, L, D, N;
+  bool bos, state, omega;
+};
+
+struct CemaInputs {
+  Tensor<float> x, h, omega;  // x and omega rounded to the storage type; omega empty = weight 1
+  Tensor<bool> bos;
+  cpu::CemaCoefficients<float> coeffs;
+};
+
+template <class T>
+CemaInputs cema_inputs(const CemaCase& c, std::uint64_t seed) {
+  Random r(seed);
+  CemaInputs in;
+  in.x = rounded<T>(r.normal({c.B, c.L, c.D}, 0.1f, 1.f));
+  cpu::CemaParams<float> params;
+  params.alpha = r.normal({c.D, c.N});
+  params.delta = r.normal({c.D, c.N});
+  params.theta = r.normal({c.D});
+  params.gamma = r.normal({c.D, c.N, 2}, 0, 0.5f);
+  in.coeffs = cpu::cema_coefficients(params);
+  in.h = c.state ? r.normal({c.B, c.D, c.N, 2}, 0, 0.5f) : Tensor<float>({c.B, c.D, c.N, 2}, 0.f);
+  if (c.omega) in.omega = rounded<T>(r.normal({c.D}, 1, 0.3f));
+  if (c.bos) in.bos = r.bos(c.B, c.L, 0.03);
+  return in;
+}
+
+template <class F>
+Tensor<F> cema_cpu(const CemaInputs& in, Tensor<F>& h) {
+  h = convert<F>(in.h);
+  const cpu::CemaCoefficients<F> coeffs{convert<F>(in.coeffs.p), convert<F>(in.coeffs.q),
+                                        convert<F>(in.coeffs.gamma)};
+  const Tensor<F> omega = convert<F>(in.omega);
+  return cpu::cema<F>(convert<F>(in.x), in.bos.empty() ? nullptr : &in.bos, h, coeffs,
+                      in.omega.empty() ? nullptr : &omega);
+}
+
+template <class T>
+struct CemaDevice {
+  gpu::DeviceBuffer<float> h, p;
+  gpu::DeviceBuffer<Complex<float>> q, gamma;
+  gpu::DeviceBuffer<T> omega;
+
+  explicit CemaDevice(const CemaInputs& in)
+      : h(in.h), p(in.coeffs.p), q(in.coeffs.q), gamma(in.coeffs.gamma) {
+    if (!in.omega.empty()) omega = gpu::DeviceBuffer<T>(convert<T>(in.omega));
+  }
+
+  Tensor<T> run(const Tensor<float>& x, const Tensor<bool>& bos, const CudaExecutor& exec) {
+    const gpu::DeviceBuffer<T> xd(convert<T>(x), exec.stream());
+    gpu::DeviceBuffer<bool> bosd;
+    if (!bos.empty()) bosd = gpu::DeviceBuffer<bool>(bos, exec.stream());
+    gpu::DeviceBuffer<T> c(poisoned<T>(x.shape()), exec.stream());
+    const gpu::CemaCoefficients coeffs{p.view(), q.view(), gamma.view()};
+    const gpu::DeviceBuffer<T>& w = omega;
+    gpu::cema<T>(xd.view(), bos.empty() ? TensorView<const bool>{} : bosd.view(), h.view(), coeffs,
+                  w.view(), c.view(), exec);
+    return c.to_host(exec.stream());
+  }
+};
+
+template <class T>
+void check_cema(const CemaCase& c, std::uint64_t seed) {
+  INFO("B = ", c.B, ", L = ", c.L, ", D = ", c.D, ", N = ", c.N, ", bos ", c.bos, ", state ",
+       c.state, ", omega ", c.omega);
+  const CemaInputs in = cema_inputs<T>(c, seed);
+  CemaDevice<T> dev(in);
+  const Tensor<T> out = dev.run(in.x, in.bos, CudaExecutor{});
+
+  Tensor<float> h_float;
+  const Tensor<float> out_float = cema_cpu<float>(in, h_float);
+  Tensor<double> out_double;
+  if constexpr (is_16bit<T>) {
+    Tensor<double> h_double;
+    out_double = cema_cpu<double>(in, h_double);
+  }
+  check_output("c", out, out_float, out_double);
+  check_state("h", dev.h.to_host(), h_float);
+}
+
+// Channel counts that leave the last 16-channel block partly empty, one-token and one-order
+// runs, and lengths crossing the 256-step tile.
+const std::vector<CemaCase> kCemaCases = {
+    {2, 1, 5, 3, true, true, false},      {1, 31, 7, 1, false, true, false},
+    {1, 300, 37, 16, true, true, false},  {3, 271, 16, 4, true, false, true},
+    {2, 600, 33, 16, true, true, true},   {2, 262, 64, 16, false, false, false},
+};
+
+template <class T>
+void check_cema_cases(std::uint64_t seed) {
+  for (const CemaCase& c : kCemaCases) check_cema<T>(c, seed++);
+}
+
+TEST_CASE("cuda cema: float32 equals the CPU path") { check_cema_cases<float>(600); }
+TEST_CASE("cuda cema: bfloat16 within twice the CPU path's error") {
+  check_cema_cases<bfloat16>(700);
+}
+TEST_CASE("cuda cema: float16 within twice the CPU path's error") { check_cema_cases<float16>(800); }
+
+TEST_CASE("cuda cema: a stream fed in pieces equals one CPU call") {
+  const CemaCase c{2, 300, 21, 16, true, true, false};
+  const CemaInputs in = cema_inputs<float>(c, 900);
+  CemaDevice<float> dev(in);
+  cudaStream_t stream = nullptr;
+  REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
+  const CudaExecutor exec(stream);
+  Tensor<float> out({c.B, c.L, c.D});
+  std::int64_t t0 = 0;
+  for (const std::int64_t piece : {1, 2, 31, 257, 9}) {
+    Tensor<float> x({c.B, piece, c.D});
+    Tensor<bool> bos({c.B, piece});
+    for (std::int64_t b = 0; b < c.B; ++b)
+      for (std::int64_t t = 0; t < piece; ++t) {
+        bos(b, t) = in.bos(b, t0 + t);
+        for (std::int64_t d = 0; d < c.D; ++d) x(b, t, d) = in.x(b, t0 + t, d);
+      }
+    const Tensor<float> part = dev.run(x, bos, exec);
+    for (std::int64_t b = 0; b < c.B; ++b)
+      for (std::int64_t t = 0; t < piece; ++t)
+        for (std::int64_t d = 0; d < c.D; ++d) out(b, t0 + t, d) = part(b, t, d);
+    t0 += piece;
+  }
+  REQUIRE(t0 == c.L);
+  Tensor<float> h_cpu;
+  const Tensor<float> out_cpu = cema_cpu<float>(in, h_cpu);
+  check_output<float>("c", out, out_cpu, {});
+  check_state("h", dev.h.to_host(stream), h_cpu);
+  CHECK(cudaStreamDestroy(stream) == cudaSuccess);
+}
+
+TEST_CASE("cuda cema: an order above the kernel's bound is refused") {
+  const CemaCase c{1, 4, 3, 65, false, false, false};
+  const CemaInputs in = cema_inputs<float>(c, 1000);
+  CemaDevice<float> dev(in);
+  CHECK_THROWS_WITH_AS(dev.run(in.x, in.bos, CudaExecutor{}), "cuda::cema: order N = 65 outside [1, 64]",
+                       gecko::Error);
+}
+
+// ---------------------------------------------------------------- group norms
+
+struct GroupNormCase {
+  Shape shape;
+  int groups;
+  bool weight, bias;
+};
+
+template <class T>
+void check_group_norm(const GroupNormCase& c, std::uint64_t seed) {
+  INFO("shape ", c.shape.str(), ", groups ", c.groups, ", weight ", c.weight, ", bias ", c.bias);
+  const std::int64_t F = c.shape[c.shape.rank - 1];
+  const double eps = 1e-5;
+  Random r(seed);
+  const Tensor<float> x = rounded<T>(r.normal(c.shape, 0.5f, 2.f));
+  const Tensor<float> weight = c.weight ? rounded<T>(r.normal({F}, 0, 0.3f)) : Tensor<float>{};
+  const Tensor<float> bias = c.bias ? rounded<T>(r.normal({F}, 0, 0.3f)) : Tensor<float>{};
+
+  const gpu::DeviceBuffer<T> xd(convert<T>(x));
+  const gpu::DeviceBuffer<T> wd = c.weight ? gpu::DeviceBuffer<T>(convert<T>(weight)) : gpu::DeviceBuffer<T>{};
+  const gpu::DeviceBuffer<T> bd = c.bias ? gpu::DeviceBuffer<T>(convert<T>(bias)) : gpu::DeviceBuffer<T>{};
+
+  auto cpu_rms = [&]<class F>(std::type_identity<F>) {
+    const Tensor<F> w = convert<F>(weight);
+    return cpu::group_rms_norm<F>(convert<F>(x), c.groups, eps, c.weight ? &w : nullptr);
+  };
+  auto cpu_layer = [&]<class F>(std::type_identity<F>) {
+    const Tensor<F> w = convert<F>(weight), b = convert<F>(bias);
+    return cpu::group_layer_norm<F>(convert<F>(x), c.groups, eps, c.weight ? &w : nullptr,
+                                    c.bias ? &b : nullptr);
+  };
+
+  {
+    gpu::DeviceBuffer<T> y(poisoned<T>(c.shape));
+    gpu::group_rms_norm<T>(xd.view(), c.groups, eps, wd.view(), y.view(), nullptr);
+    Tensor<double> want_double;
+    if constexpr (is_16bit<T>) want_double = cpu_rms(std::type_identity<double>{});
+    check_output("group_rms_norm y", y.to_host(), cpu_rms(std::type_identity<float>{}), want_double);
+  }
+  {
+    gpu::DeviceBuffer<T> y(poisoned<T>(c.shape));
+    gpu::group_layer_norm<T>(xd.view(), c.groups, eps, wd.view(), bd.view(), y.view(), nullptr);
+    Tensor<double> want_double;
+    if constexpr (is_16bit<T>) want_double = cpu_layer(std::type_identity<double>{});
+    check_output("group_layer_norm y", y.to_host(), cpu_layer(std::type_identity<float>{}),
+                 want_double);
+  }
+}
+
+// Group sizes from 3 to 8192 channels: per-element and 16-byte accesses, one warp to a
+// 1024-thread block, a rank-2 and a rank-4 input.
+const std::vector<GroupNormCase> kGroupNormCases = {
+    {Shape{3, 7, 6}, 2, true, true},      {Shape{2, 5, 4096}, 1, true, true},
+    {Shape{4, 1024}, 4, false, false},    {Shape{2, 3, 777}, 1, true, false},
+    {Shape{3, 8191}, 1, false, true},     {Shape{2, 2, 8192}, 1, true, true},
+    {Shape{2, 3, 2, 96}, 3, true, true},
+};
+
+template <class T>
+void check_group_norm_cases(std::uint64_t seed) {
+  for (const GroupNormCase& c : kGroupNormCases) check_group_norm<T>(c, seed++);
+}
+
+TEST_CASE("cuda group norms: float32 equal the CPU path") { check_group_norm_cases<float>(1100); }
+TEST_CASE("cuda group norms: bfloat16 within twice the CPU path's error") {
+  check_group_norm_cases<bfloat16>(1200);
+}
+TEST_CASE("cuda group norms: float16 within twice the CPU path's error") {
+  check_group_norm_cases<float16>(1300);
+}
+
+TEST_CASE("cuda group norms: a group beyond the register tile is refused") {
+  // 8193 channels allow no 16-byte packs: 1024 threads x 8 packs of one element is the limit.
+  const gpu::DeviceBuffer<float> x(Tensor<float>(Shape{1, 8193}, 1.f));
+  gpu::DeviceBuffer<float> y(Shape{1, 8193});
+  CHECK_THROWS_WITH_AS(gpu::group_rms_norm<float>(x.view(), 1, 1e-5, {}, y.view(), nullptr),
+                       "cuda::group_rms_norm: a group of 8193 channels exceeds the kernel's "
+                       "register tile of 8192 channels",
+                       gecko::Error);
+}
+
+}  // namespace
