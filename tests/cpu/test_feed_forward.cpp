@@ -32,6 +32,8 @@ void check_case(const std::string& name) {
   const auto p = load_ffn<T>(*f);
   const Tensor<T> y = cpu::feed_forward(f->get_as<T>("in.x"), f->get_as<T>("in.residual"), p);
   testing::check_close("out.y", y, f->get<float>("out.y"), testing::golden_tolerance<T>());
+  MESSAGE(name, " (", std::string(sizeof(T) == 4 ? "float" : "double"), "): out.y rel ",
+          testing::rel_error(y, f->get<float>("out.y")));
 }
 
 }  // namespace
