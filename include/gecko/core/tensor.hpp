@@ -43,11 +43,17 @@ template <class T>
 class Tensor {
  public:
   Tensor() = default;
+  // Zero-filled.
   explicit Tensor(const Shape& shape) : shape_(shape), data_(new T[std::size_t(shape.numel())]()) {}
-  Tensor(const Shape& shape, T fill) : Tensor(shape) { std::fill_n(data_.get(), size(), fill); }
+  Tensor(const Shape& shape, T fill) : Tensor(shape, Uninitialized{}) {
+    std::fill_n(data_.get(), size(), fill);
+  }
+  // Elements left unset, for an output the caller overwrites in full: the zero fill of the
+  // ordinary constructor would be a wasted pass over memory.
+  static Tensor uninitialized(const Shape& shape) { return Tensor(shape, Uninitialized{}); }
   Tensor(const Tensor& o) : shape_(o.shape_) {
     if (o.empty()) return;  // an absent tensor stays absent (a rank-0 shape would hold one element)
-    data_.reset(new T[std::size_t(shape_.numel())]);
+    data_ = std::make_unique_for_overwrite<T[]>(std::size_t(shape_.numel()));
     std::copy_n(o.data(), o.size(), data());
   }
   Tensor(Tensor&&) noexcept = default;
@@ -88,6 +94,10 @@ class Tensor {
   Tensor reshaped(const Shape& s) const& { return Tensor(*this).reshaped(s); }
 
  private:
+  struct Uninitialized {};
+  Tensor(const Shape& shape, Uninitialized)
+      : shape_(shape), data_(std::make_unique_for_overwrite<T[]>(std::size_t(shape.numel()))) {}
+
   template <class... I>
   std::int64_t offset(I... idx) const {
     const std::int64_t ix[] = {std::int64_t(idx)...};

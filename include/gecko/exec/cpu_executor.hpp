@@ -1,14 +1,13 @@
 #pragma once
 // CpuExecutor: evaluates an assignment in one loop over the output, which the compiler inlines
 // and vectorises; no temporaries, no allocation when it runs on the calling thread. Large sizes
-// may be split over std::thread workers (threads > 1), each taking whole rows.
+// may be split over std::thread workers (threads > 1, core/threads.hpp), each taking whole rows.
 
 #include <algorithm>
 #include <cstdint>
-#include <thread>
-#include <vector>
 
 #include "gecko/core/tensor.hpp"
+#include "gecko/core/threads.hpp"
 #include "gecko/exec/executor.hpp"
 #include "gecko/expr/assign.hpp"
 
@@ -37,15 +36,13 @@ struct CpuExecutor {
 
   // Workers for large outputs; 1 evaluates on the calling thread.
   int threads = 1;
-  // Fewest elements worth a worker: a std::thread start + join measured 17 us on a 2-core x86
-  // host, while a memory-bound fused op streams about 0.1-0.2 ns per element, so a worker must
-  // take ~10^5 elements before it pays for itself.
+  // Fewest elements worth a worker: a memory-bound fused op streams about 0.1-0.2 ns per
+  // element, against 17 us for a thread's start and join (core/threads.hpp).
   std::int64_t min_per_thread = std::int64_t(1) << 17;
 
-  // A CpuExecutor with one worker per hardware thread.
-  static CpuExecutor parallel() {
-    return {int(std::max(1u, std::thread::hardware_concurrency())), std::int64_t(1) << 17};
-  }
+  // A CpuExecutor with as many workers as the CPU ops use (gecko::threads(): GECKO_THREADS or
+  // the hardware concurrency).
+  static CpuExecutor parallel() { return {gecko::threads(), std::int64_t(1) << 17}; }
 
   template <class T, class E>
   void execute(const expr::Assign<T, E>& a) const {
@@ -57,21 +54,11 @@ struct CpuExecutor {
     if (n == 0) return;
     const std::int64_t cols = a.out.rank() > 0 ? a.out.shape[a.out.rank() - 1] : 1;
     const std::int64_t units = E::uses_col ? n / cols : n;
-    const std::int64_t most = std::max<std::int64_t>(1, std::min<std::int64_t>(threads, units));
     const std::int64_t workers =
-        std::clamp<std::int64_t>(n / std::max<std::int64_t>(min_per_thread, 1), 1, most);
-    if (workers <= 1) {
-      detail::cpu_elementwise(a.out.data, a.e, cols, 0, units);
-      return;
-    }
-    const std::int64_t chunk = (units + workers - 1) / workers;
-    std::vector<std::jthread> pool;  // joins on scope exit, also when a later start throws
-    pool.reserve(std::size_t(workers - 1));
-    for (std::int64_t w = 1; w < workers; ++w) {
-      const std::int64_t u0 = std::min(units, w * chunk), u1 = std::min(units, u0 + chunk);
-      pool.emplace_back([&a, cols, u0, u1] { detail::cpu_elementwise(a.out.data, a.e, cols, u0, u1); });
-    }
-    detail::cpu_elementwise(a.out.data, a.e, cols, 0, std::min(units, chunk));
+        std::min<std::int64_t>(threads, n / std::max<std::int64_t>(min_per_thread, 1));
+    parallel_runs(units, workers, [&a, cols](std::int64_t u0, std::int64_t u1) {
+      detail::cpu_elementwise(a.out.data, a.e, cols, u0, u1);
+    });
   }
 };
 
