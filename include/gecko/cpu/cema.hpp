@@ -3,15 +3,18 @@
 //   h_t = a_t·h_{t-1} + p·x_t  (a_t = 0 at a bos, q otherwise),   y_t = Σ_n Re(γ·h_t),
 //   c_t = x_t + y_t  (Gecko)   or   ω·x_t + y_t  (Megalodon, learned ω).
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
 #include <string_view>
+#include <vector>
 
 #include "gecko/core/complex.hpp"
 #include "gecko/core/error.hpp"
 #include "gecko/core/shape.hpp"
 #include "gecko/core/tensor.hpp"
+#include "gecko/core/threads.hpp"
 #include "gecko/cpu/cema_scan.hpp"
 
 namespace gecko::cpu {
@@ -68,9 +71,72 @@ CemaCoefficients<T> cema_coefficients(const CemaParams<T>& params) {
   return c;
 }
 
+namespace detail {
+
+// Channels advanced together: the recurrence runs over time for a block of kCemaLanes channels
+// at once, so every step is a vector operation over channels, and the N orders of a channel are
+// N independent chains. A block's state and coefficients (7·N·kCemaLanes values, 7 KiB in float)
+// stay in L1 for the whole sequence; x and c are read and written once.
+inline constexpr std::int64_t kCemaLanes = 16;
+
+// Order n of a block of channels.
+template <class T>
+struct CemaLanes {
+  T h_re[kCemaLanes], h_im[kCemaLanes];  // state h
+  T q_re[kCemaLanes], q_im[kCemaLanes];  // decay q
+  T p[kCemaLanes];                       // input gain
+  T g_re[kCemaLanes], g_im[kCemaLanes];  // output weight γ
+};
+
+// §6.2 for batch row b, channels [d0, d0 + W), W <= kCemaLanes, over all L tokens: per channel and
+// order CemaStep::at(q, p, x_t, bos_t).apply(h) written out (a bos sets a = 0, i.e. drops the
+// earlier state), y summed over n in order 0 … N−1, then the residual. Lanes past W stay zero.
+template <class T>
+void cema_channel_block(const T* x, T* c, std::int64_t L, std::int64_t D, std::int64_t d0,
+                        std::int64_t W, const bool* bos, const Tensor<T>& h_in, Tensor<T>& h_out,
+                        std::int64_t b, const CemaCoefficients<T>& coeffs, const T* omega) {
+  constexpr std::int64_t K = kCemaLanes;
+  const std::int64_t N = coeffs.p.dim(1);
+  std::vector<CemaLanes<T>> lanes(std::size_t(N), CemaLanes<T>{});
+  T w_res[K] = {};  // residual weight
+  for (std::int64_t k = 0; k < W; ++k) {
+    const std::int64_t d = d0 + k;
+    w_res[k] = omega ? omega[d] : T(1);
+    for (std::int64_t n = 0; n < N; ++n) {
+      CemaLanes<T>& l = lanes[std::size_t(n)];
+      l.q_re[k] = coeffs.q(d, n).re, l.q_im[k] = coeffs.q(d, n).im, l.p[k] = coeffs.p(d, n);
+      l.g_re[k] = coeffs.gamma(d, n).re, l.g_im[k] = coeffs.gamma(d, n).im;
+      if (!h_in.empty()) l.h_re[k] = h_in(b, d, n, 0), l.h_im[k] = h_in(b, d, n, 1);
+    }
+  }
+
+  for (std::int64_t t = 0; t < L; ++t) {
+    T xt[K] = {}, y[K] = {};
+    std::copy_n(x + t * D + d0, W, xt);
+    if (bos && bos[t])
+      for (CemaLanes<T>& l : lanes) std::fill_n(l.h_re, K, T(0)), std::fill_n(l.h_im, K, T(0));
+    for (CemaLanes<T>& l : lanes)
+      for (std::int64_t k = 0; k < K; ++k) {
+        const T re = (l.q_re[k] * l.h_re[k] - l.q_im[k] * l.h_im[k]) + l.p[k] * xt[k];  // q·h + p·x
+        const T im = l.q_re[k] * l.h_im[k] + l.q_im[k] * l.h_re[k];
+        l.h_re[k] = re, l.h_im[k] = im;
+        y[k] += l.g_re[k] * re - l.g_im[k] * im;  // Re(γ·h_t), summed over n in order
+      }
+    T* ct = c + t * D + d0;
+    for (std::int64_t k = 0; k < W; ++k) ct[k] = w_res[k] * xt[k] + y[k];
+  }
+  for (std::int64_t k = 0; k < W; ++k)
+    for (std::int64_t n = 0; n < N; ++n) {
+      h_out(b, d0 + k, n, 0) = lanes[std::size_t(n)].h_re[k];
+      h_out(b, d0 + k, n, 1) = lanes[std::size_t(n)].h_im[k];
+    }
+}
+
+}  // namespace detail
+
 // x: (B, L, D) (token-major, unlike the reference's channel-major layout); bos: (B, L) or nullptr;
 // h: (B, D, N, 2) state in/out, empty = zero state; omega: (D) residual weight, nullptr or empty
-// = 1. Returns c (B, L, D).
+// = 1. Returns c (B, L, D). Channels are independent: blocks of them run on separate workers.
 template <class T>
 Tensor<T> cema(const Tensor<T>& x, const Tensor<bool>* bos, Tensor<T>& h,
                const CemaCoefficients<T>& coeffs, const Tensor<T>* omega = nullptr) {
@@ -87,25 +153,18 @@ Tensor<T> cema(const Tensor<T>& x, const Tensor<bool>* bos, Tensor<T>& h,
   const bool has_omega = omega && !omega->empty();
   if (has_omega) check_shape(op, "omega", omega->shape(), {D});
 
-  Tensor<T> h_last({B, D, N, 2});
-  Tensor<T> c(x.shape());  // (B, L, D), zero-initialised: y accumulates into it first
-  for (std::int64_t b = 0; b < B; ++b) {
-    for (std::int64_t d = 0; d < D; ++d) {
-      const T w = has_omega ? (*omega)[d] : T(1);
-      for (std::int64_t n = 0; n < N; ++n) {
-        Complex<T> s = h.empty() ? Complex<T>{} : Complex<T>{h(b, d, n, 0), h(b, d, n, 1)};
-        const Complex<T> q = coeffs.q(d, n), g = coeffs.gamma(d, n);
-        const T p = coeffs.p(d, n);
-        for (std::int64_t t = 0; t < L; ++t) {
-          s = CemaStep<T>::at(q, p, x(b, t, d), bos && (*bos)(b, t)).apply(s);
-          c(b, t, d) += g.re * s.re - g.im * s.im;  // Re(γ·h_t), summed over n in order
-        }
-        h_last(b, d, n, 0) = s.re;
-        h_last(b, d, n, 1) = s.im;
-      }
-      for (std::int64_t t = 0; t < L; ++t) c(b, t, d) = w * x(b, t, d) + c(b, t, d);
+  auto h_last = Tensor<T>::uninitialized({B, D, N, 2});
+  auto c = Tensor<T>::uninitialized(x.shape());  // (B, L, D)
+  const std::int64_t blocks = (D + detail::kCemaLanes - 1) / detail::kCemaLanes;
+  parallel_for(B * blocks, 12.0 * double(B * L * D * N), [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const std::int64_t b = i / blocks, d0 = (i % blocks) * detail::kCemaLanes;
+      detail::cema_channel_block(x.data() + b * L * D, c.data() + b * L * D, L, D, d0,
+                                 std::min(detail::kCemaLanes, D - d0),
+                                 bos ? bos->data() + b * L : nullptr, h, h_last, b, coeffs,
+                                 has_omega ? omega->data() : nullptr);
     }
-  }
+  });
   h = std::move(h_last);
   return c;
 }

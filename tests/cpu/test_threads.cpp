@@ -1,0 +1,112 @@
+// Worker threads (core/threads.hpp): the split covers every item once, errors reach the caller,
+// and every threaded CPU op gives the same bits with 1, 2 and 3 threads. The inputs are sized so
+// that each op's work pays for 3 workers (kMinWorkPerThread), so the split really happens.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "gecko/core/threads.hpp"
+#include "gecko/cpu/cema.hpp"
+
+using namespace gecko;
+
+namespace {
+
+// Restores the thread setting when a test case ends.
+struct ThreadsGuard {
+  int saved = threads();
+  ~ThreadsGuard() { set_threads(saved); }
+};
+
+template <class T>
+Tensor<T> random_tensor(const Shape& shape, std::uint32_t seed, double scale = 1) {
+  Tensor<T> t(shape);
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal(0.0, scale);
+  for (T& v : t.span()) v = T(normal(rng));
+  return t;
+}
+
+template <class T>
+bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(T) * std::size_t(a.size())) == 0;
+}
+
+// f() run with 1, 2 and 3 threads; every result must equal the single-threaded one bit for bit.
+// f returns a vector of tensors (outputs and states).
+template <class F>
+void check_thread_count_independent(F&& f) {
+  ThreadsGuard guard;
+  set_threads(1);
+  const auto serial = f();
+  for (int n : {2, 3}) {
+    set_threads(n);
+    const auto threaded = f();
+    REQUIRE(threaded.size() == serial.size());
+    for (std::size_t i = 0; i < serial.size(); ++i) {
+      INFO(n, " threads, result ", i);
+      CHECK(same_bits(threaded[i], serial[i]));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("threads: set_threads overrides the setting and rejects fewer than one thread") {
+  ThreadsGuard guard;
+  set_threads(3);
+  CHECK(threads() == 3);
+  set_threads(1);
+  CHECK(threads() == 1);
+  CHECK_THROWS_WITH_AS(set_threads(0), "set_threads: the number of threads must be at least 1, got 0",
+                       Error);
+  CHECK(threads() == 1);
+}
+
+TEST_CASE("threads: parallel_runs covers every item exactly once in contiguous runs") {
+  for (std::int64_t items : {0, 1, 2, 5, 7, 64, 1000})
+    for (std::int64_t workers : {1, 2, 3, 4, 16}) {
+      INFO(items, " items, ", workers, " workers");
+      std::vector<std::atomic<int>> seen(static_cast<std::size_t>(items));
+      std::atomic<int> runs{0};
+      parallel_runs(items, workers, [&](std::int64_t begin, std::int64_t end) {
+        CHECK(begin < end);
+        ++runs;
+        for (std::int64_t i = begin; i < end; ++i) ++seen[std::size_t(i)];
+      });
+      for (const auto& s : seen) CHECK(s == 1);
+      CHECK(runs == std::min<std::int64_t>(workers, items));
+    }
+}
+
+TEST_CASE("threads: an exception in any run reaches the caller after all runs finish") {
+  std::atomic<int> finished{0};
+  CHECK_THROWS_WITH_AS(parallel_runs(4, 4,
+                                     [&](std::int64_t begin, std::int64_t) {
+                                       if (begin == 2) throw std::runtime_error("run 2 failed");
+                                       ++finished;
+                                     }),
+                       "run 2 failed", std::runtime_error);
+  CHECK(finished == 3);
+}
+
+TEST_CASE_TEMPLATE("threads: cema gives the same bits with 1, 2 and 3 threads", T, float, double) {
+  const std::int64_t B = 2, L = 96, D = 72, N = 16;  // D: four blocks of 16 channels and a partial one
+  cpu::CemaParams<T> params{random_tensor<T>({D, N}, 1), random_tensor<T>({D, N}, 2),
+                            random_tensor<T>({D}, 3), random_tensor<T>({D, N, 2}, 4, 0.3), {}};
+  const auto coeffs = cpu::cema_coefficients(params);
+  const auto x = random_tensor<T>({B, L, D}, 5);
+  const auto h0 = random_tensor<T>({B, D, N, 2}, 6);
+  const auto omega = random_tensor<T>({D}, 7);
+  Tensor<bool> bos({B, L});
+  bos(0, 17) = bos(1, 0) = bos(1, 50) = true;
+  check_thread_count_independent([&] {
+    Tensor<T> h = h0;
+    Tensor<T> c = cpu::cema(x, &bos, h, coeffs, &omega);
+    return std::vector<Tensor<T>>{std::move(c), std::move(h)};
+  });
+}
