@@ -19,4 +19,7 @@ struct Command {
 void logits_help(std::ostream& out);
 int logits_main(std::span<const std::string> args);
 
+void stream_help(std::ostream& out);
+int stream_main(std::span<const std::string> args);
+
 }  // namespace gecko::cli

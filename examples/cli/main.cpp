@@ -15,6 +15,8 @@ using gecko::cli::Command;
 constexpr std::array kCommands = {
     Command{"logits", "run a checkpoint on a token tensor; write the logits and the final streaming state",
             gecko::cli::logits_help, gecko::cli::logits_main},
+    Command{"stream", "stream a very long token sequence through a model in constant memory",
+            gecko::cli::stream_help, gecko::cli::stream_main},
 };
 
 void usage(std::ostream& out) {

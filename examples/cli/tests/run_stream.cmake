@@ -1,0 +1,30 @@
+# Runs `gecko stream` and checks its output. Variables: GECKO (the executable), ARGS (the
+# arguments), EXPECT (regular expressions that stdout must all match), and optionally SAME_ARGS:
+# a second run of `gecko stream` with these arguments must print the same "last logits" line (the
+# same tokens streamed in other pieces give the same logits). Both runs must exit with status 0.
+cmake_minimum_required(VERSION 3.25)
+function(run_gecko out_var)
+  list(JOIN ARGN " " shown)
+  message("gecko ${shown}")
+  execute_process(COMMAND "${GECKO}" ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message("${out}${err}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "gecko exited with ${rc}")
+  endif()
+  set(${out_var} "${out}" PARENT_SCOPE)
+endfunction()
+
+run_gecko(out ${ARGS})
+foreach(re IN LISTS EXPECT)
+  if(NOT out MATCHES "${re}")
+    message(FATAL_ERROR "the output does not match: ${re}")
+  endif()
+endforeach()
+if(DEFINED SAME_ARGS)
+  run_gecko(again ${SAME_ARGS})
+  string(REGEX MATCH "last logits:[^\n]*" first "${out}")
+  string(REGEX MATCH "last logits:[^\n]*" second "${again}")
+  if(NOT first OR NOT first STREQUAL second)
+    message(FATAL_ERROR "the two runs disagree:\n  ${first}\n  ${second}")
+  endif()
+endif()
