@@ -1,0 +1,471 @@
+// The GPU sliding chunk attention and adaptive working memory against their CPU definitions, on
+// fresh random inputs: prefill with and without a cached window, multi-token tails, single-token
+// steps, both attention patterns, segments, head dims that are not multiples of the tiles, value
+// head dims from 33 to 2048. Outputs are poisoned with NaN before each run, so an element a
+// kernel leaves unwritten fails. The metric is the golden README's, max|gpu − ref| / max|ref|,
+// and a NaN fails.
+//   float32: within 1e-4 of the CPU path in float32.
+//   bfloat16/float16 storage: outputs within twice the error that the CPU path makes (computed in
+//     float32 on the same 16-bit inputs, rounded to 16 bits once) against float64. The working
+//     memory's float32 state (M, Λ) within 1e-4 of the CPU path in float32, as both see the same
+//     exact inputs; its new key window bit for bit.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#include "cuda_test_support.hpp"
+#include "gecko/cpu/sliding_chunk_attention.hpp"
+#include "gecko/cpu/working_memory.hpp"
+#include "gecko/cuda.cuh"
+#include "gecko/cuda/sliding_chunk_attention.cuh"
+#include "gecko/cuda/working_memory.cuh"
+
+using namespace gecko;
+namespace gpu = gecko::cuda;
+using cpu::AttentionPattern;
+
+namespace {
+
+template <class T>
+constexpr bool is_16bit = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
+
+template <class To, class From>
+To convert_value(From v) {
+  if constexpr (is_16bit<From> || is_16bit<To>) return To(float(v));
+  else return To(v);
+}
+
+template <class To, class From>
+Tensor<To> convert(const Tensor<From>& t) {
+  if (t.empty()) return {};
+  Tensor<To> out(t.shape());
+  for (std::int64_t i = 0; i < t.size(); ++i) out[i] = convert_value<To>(t[i]);
+  return out;
+}
+
+// The float tensor rounded to T and back: the values a T-storage kernel actually sees.
+template <class T>
+Tensor<float> rounded(const Tensor<float>& t) {
+  return convert<float>(convert<T>(t));
+}
+
+template <class T>
+Tensor<T> poisoned(const Shape& shape) {
+  return Tensor<T>(shape, convert_value<T>(std::numeric_limits<float>::quiet_NaN()));
+}
+
+template <class T>
+TensorView<const T> view_or_none(const gpu::DeviceBuffer<T>& b) {
+  return b.size() > 0 ? b.view() : TensorView<const T>{};
+}
+
+struct Random {
+  std::mt19937_64 rng;
+  explicit Random(std::uint64_t seed) : rng(seed) {}
+
+  Tensor<float> normal(const Shape& s, float scale = 1) {
+    std::normal_distribution<float> dist(0, scale);
+    Tensor<float> t(s);
+    for (auto& v : t.span()) v = dist(rng);
+    return t;
+  }
+  Tensor<float> uniform(const Shape& s, float lo, float hi) {
+    std::uniform_real_distribution<float> dist(lo, hi);
+    Tensor<float> t(s);
+    for (auto& v : t.span()) v = dist(rng);
+    return t;
+  }
+  // Document ids of n tokens per row: a running count of bos tokens, about `docs` per row.
+  Tensor<std::int64_t> documents(std::int64_t B, std::int64_t n, double docs) {
+    std::bernoulli_distribution bos(std::min(1.0, docs / double(n)));
+    Tensor<std::int64_t> ids({B, n});
+    for (std::int64_t b = 0; b < B; ++b) {
+      std::int64_t id = 3 + b;
+      for (std::int64_t t = 0; t < n; ++t) ids(b, t) = t > 0 && bos(rng) ? ++id : id;
+    }
+    return ids;
+  }
+};
+
+// Columns [begin, begin + n) of a (B, m) id tensor; empty for n = 0.
+Tensor<std::int64_t> columns(const Tensor<std::int64_t>& ids, std::int64_t begin, std::int64_t n) {
+  if (n == 0) return {};
+  Tensor<std::int64_t> out({ids.dim(0), n});
+  for (std::int64_t b = 0; b < ids.dim(0); ++b)
+    for (std::int64_t j = 0; j < n; ++j) out(b, j) = ids(b, begin + j);
+  return out;
+}
+
+// README metric; +inf when the candidate holds a NaN.
+template <class A, class B>
+double rel_error(const Tensor<A>& cand, const Tensor<B>& ref) {
+  REQUIRE(cand.shape() == ref.shape());
+  double max_diff = 0, max_ref = 0;
+  for (std::int64_t i = 0; i < ref.size(); ++i) {
+    const double c = convert_value<double>(cand[i]), r = convert_value<double>(ref[i]);
+    if (std::isnan(c)) return std::numeric_limits<double>::infinity();
+    max_diff = std::max(max_diff, std::abs(c - r));
+    max_ref = std::max(max_ref, std::abs(r));
+  }
+  return max_ref == 0 ? max_diff : max_diff / max_ref;
+}
+
+constexpr double kFloatTolerance = 1e-4;
+
+// A GPU output of storage type T against the CPU path in float (same inputs) and, for the
+// 16-bit formats, in float64.
+template <class T>
+void check_output(const char* name, const Tensor<T>& gpu, const Tensor<float>& cpu_float,
+                  const Tensor<double>& cpu_double) {
+  if constexpr (std::is_same_v<T, float>) {
+    const double rel = rel_error(gpu, cpu_float);
+    MESSAGE(name, ": rel error vs CPU float32 ", rel, " (tolerance ", kFloatTolerance, ")");
+    CHECK(rel <= kFloatTolerance);
+  } else {
+    const double cpu_rel = rel_error(convert<T>(cpu_float), cpu_double);
+    const double rel = rel_error(gpu, cpu_double);
+    MESSAGE(name, ": rel error vs CPU float64 ", rel, ", CPU path's own ", cpu_rel);
+    CHECK(std::isfinite(rel));
+    CHECK(rel <= 2 * cpu_rel);
+  }
+}
+
+void check_state(const char* name, const Tensor<float>& gpu, const Tensor<float>& cpu_float) {
+  const double rel = rel_error(gpu, cpu_float);
+  MESSAGE(name, ": rel error vs CPU float32 ", rel);
+  CHECK(rel <= kFloatTolerance);
+}
+
+// Λ: −inf exactly where the CPU has it (features nothing was absorbed into), the rest by the
+// README metric.
+void check_log_norm(const Tensor<float>& gpu, const Tensor<float>& cpu_float) {
+  REQUIRE(gpu.shape() == cpu_float.shape());
+  double max_diff = 0, max_ref = 0;
+  std::int64_t pattern_errors = 0;
+  for (std::int64_t i = 0; i < gpu.size(); ++i) {
+    const float g = gpu[i], r = cpu_float[i];
+    if (r == -std::numeric_limits<float>::infinity() || !std::isfinite(g)) {
+      pattern_errors += g != r;
+      continue;
+    }
+    max_diff = std::max(max_diff, double(std::abs(g - r)));
+    max_ref = std::max(max_ref, double(std::abs(r)));
+  }
+  CHECK(pattern_errors == 0);
+  const double rel = max_ref == 0 ? max_diff : max_diff / max_ref;
+  MESSAGE("state.log_norm: rel error vs CPU float32 ", rel);
+  CHECK(rel <= kFloatTolerance);
+}
+
+// ---------------------------------------------------------------- sliding chunk attention
+
+struct ScaCase {
+  std::int64_t B, H, L, dk, dv, C, start;
+  AttentionPattern pattern;
+  bool segments;
+};
+
+struct ScaInputs {
+  std::int64_t Lk = 0;
+  Tensor<float> q, k, v, window_key, window_value;  // rounded to the storage type already
+  Tensor<std::int64_t> seg, window_seg;             // empty = none
+};
+
+template <class T>
+ScaInputs sca_inputs(const ScaCase& c, std::uint64_t seed) {
+  Random r(seed);
+  ScaInputs in;
+  in.Lk = cpu::detail::required_window_length(c.start, c.C, c.pattern);
+  // Logits q·k of standard deviation about 1.4: peaked enough to matter, not one-hot.
+  const float scale = 1.2f / std::pow(float(c.dk), 0.25f);
+  in.q = rounded<T>(r.normal({c.B, c.L, c.H, c.dk}, scale));
+  in.k = rounded<T>(r.normal({c.B, c.L, c.H, c.dk}, scale));
+  in.v = rounded<T>(r.normal({c.B, c.L, c.H, c.dv}));
+  if (in.Lk > 0) {
+    in.window_key = rounded<T>(r.normal({c.B, in.Lk, c.H, c.dk}, scale));
+    in.window_value = rounded<T>(r.normal({c.B, in.Lk, c.H, c.dv}));
+  }
+  if (c.segments) {
+    const Tensor<std::int64_t> ids = r.documents(c.B, in.Lk + c.L, 3);
+    in.window_seg = columns(ids, 0, in.Lk);
+    in.seg = columns(ids, in.Lk, c.L);
+  }
+  return in;
+}
+
+template <class F>
+Tensor<F> sca_cpu(const ScaCase& c, const ScaInputs& in) {
+  const cpu::AttentionWindow<F> window{convert<F>(in.window_key), convert<F>(in.window_value)};
+  return cpu::sliding_chunk_attention<F>(convert<F>(in.q), convert<F>(in.k), convert<F>(in.v),
+                                         window, in.seg.empty() ? nullptr : &in.seg,
+                                         in.window_seg.empty() ? nullptr : &in.window_seg, c.C,
+                                         c.start, c.pattern);
+}
+
+template <class T>
+Tensor<T> sca_gpu(const ScaCase& c, const ScaInputs& in, const CudaExecutor& exec) {
+  const cudaStream_t s = exec.stream();
+  const gpu::DeviceBuffer<T> q(convert<T>(in.q), s), k(convert<T>(in.k), s), v(convert<T>(in.v), s);
+  gpu::DeviceBuffer<T> wk, wv;
+  if (in.Lk > 0) {
+    wk = gpu::DeviceBuffer<T>(convert<T>(in.window_key), s);
+    wv = gpu::DeviceBuffer<T>(convert<T>(in.window_value), s);
+  }
+  gpu::DeviceBuffer<std::int64_t> seg, wseg;
+  if (!in.seg.empty()) seg = gpu::DeviceBuffer<std::int64_t>(in.seg, s);
+  if (!in.window_seg.empty()) wseg = gpu::DeviceBuffer<std::int64_t>(in.window_seg, s);
+  gpu::DeviceBuffer<T> y(poisoned<T>({c.B, c.L, c.H * c.dv}), s);
+  gpu::sliding_chunk_attention<T>(q.view(), k.view(), v.view(), {view_or_none(wk), view_or_none(wv)},
+                                  view_or_none(seg), view_or_none(wseg), c.C, c.start, c.pattern,
+                                  y.view(), exec);
+  return y.to_host(s);
+}
+
+template <class T>
+void check_sca(const ScaCase& c, std::uint64_t seed, const CudaExecutor& exec) {
+  INFO("B = ", c.B, ", H = ", c.H, ", L = ", c.L, ", dk = ", c.dk, ", dv = ", c.dv, ", C = ", c.C,
+       ", start = ", c.start, ", ", cpu::detail::pattern_name(c.pattern), ", segments ", c.segments);
+  const ScaInputs in = sca_inputs<T>(c, seed);
+  const Tensor<T> y = sca_gpu<T>(c, in, exec);
+  Tensor<double> y_double;
+  if constexpr (is_16bit<T>) y_double = sca_cpu<double>(c, in);
+  check_output<T>("y", y, sca_cpu<float>(c, in), y_double);
+}
+
+constexpr AttentionPattern kSliding = AttentionPattern::SlidingChunks;
+constexpr AttentionPattern kBlock = AttentionPattern::BlockDiagonal;
+
+// Query tiles of 64 and key blocks of 32/64 against chunks of 16 to 64: tiles that straddle
+// chunk boundaries, windows that start mid-block, key blocks fully masked by documents.
+const std::vector<ScaCase> kScaCases = {
+    {2, 2, 64, 64, 64, 32, 0, kSliding, false},      // prefill of a fresh stream
+    {1, 3, 96, 36, 72, 48, 96, kSliding, true},      // prefill after a window; dk % 8 != 0
+    {2, 1, 7, 64, 33, 16, 32, kSliding, true},       // tail of 7 tokens; odd dv
+    {2, 2, 1, 32, 64, 16, 93, kSliding, true},       // one-token step, window of C + 13
+    {1, 2, 192, 64, 128, 48, 0, kSliding, true},     // three query tiles, many documents
+    {1, 2, 128, 128, 512, 64, 64, kSliding, true},   // large value head dim
+    {1, 2, 3, 256, 2048, 16, 32, kSliding, false},   // the 7B head dims, short tail
+    {2, 2, 66, 48, 40, 33, 0, kBlock, true},         // block diagonal, odd chunk
+    {1, 2, 9, 64, 64, 32, 101, kBlock, false},       // block-diagonal tail inside a chunk
+};
+
+template <class T>
+void check_sca_cases(std::uint64_t seed) {
+  const CudaExecutor exec;
+  for (const ScaCase& c : kScaCases) check_sca<T>(c, seed++, exec);
+}
+
+TEST_CASE("cuda sliding_chunk_attention: float32 equals the CPU path") { check_sca_cases<float>(100); }
+TEST_CASE("cuda sliding_chunk_attention: bfloat16 within twice the CPU path's error") {
+  check_sca_cases<bfloat16>(200);
+}
+TEST_CASE("cuda sliding_chunk_attention: float16 within twice the CPU path's error") {
+  check_sca_cases<float16>(300);
+}
+
+// ---------------------------------------------------------------- adaptive working memory
+
+struct AwmCase {
+  std::int64_t B, H, dk, dv, C, L, Lk;
+  bool memory, segments;
+};
+
+struct AwmInputs {
+  Tensor<float> aq, ak, v, window_key, window_value;  // rounded to the storage type already
+  Tensor<float> memory, log_norm;                     // float32 state; empty = fresh stream
+  Tensor<std::int64_t> seg, window_seg, mem_seg;      // empty = none
+};
+
+template <class T>
+AwmInputs awm_inputs(const AwmCase& c, std::uint64_t seed) {
+  Random r(seed);
+  AwmInputs in;
+  in.aq = rounded<T>(r.normal({c.B, c.L, c.H * c.dk}));
+  in.ak = rounded<T>(r.normal({c.B, c.L, c.H * c.dk}));
+  in.v = rounded<T>(r.normal({c.B, c.L, c.H * c.dv}));
+  if (c.Lk > 0) {
+    in.window_key = rounded<T>(r.normal({c.B, c.H, c.Lk, c.dk}));
+    in.window_value = rounded<T>(r.normal({c.B, c.Lk, c.H, c.dv}));
+  }
+  if (c.memory) {
+    in.memory = r.normal({c.B, c.H, c.dk, c.dv}, 0.5f);
+    in.log_norm = r.uniform({c.B, c.H, c.dk}, 1.f, 4.f);
+  }
+  if (c.segments) {
+    const Tensor<std::int64_t> ids = r.documents(c.B, c.Lk + c.L, 3);
+    in.window_seg = columns(ids, 0, c.Lk);
+    in.seg = columns(ids, c.Lk, c.L);
+    if (c.memory) {
+      // Even rows: the memory belongs to the window's first document; odd rows: to an earlier
+      // one, so their reads are masked and the first absorption resets.
+      in.mem_seg = Tensor<std::int64_t>({c.B});
+      for (std::int64_t b = 0; b < c.B; ++b) in.mem_seg(b) = ids(b, 0) - b % 2;
+    }
+  }
+  return in;
+}
+
+template <class F>
+struct AwmCpuResult {
+  Tensor<F> out;
+  cpu::WorkingMemoryState<F> state;
+};
+
+template <class F>
+AwmCpuResult<F> awm_cpu(const AwmCase& c, const AwmInputs& in) {
+  AwmCpuResult<F> r;
+  r.state = {convert<F>(in.window_key), convert<F>(in.memory), convert<F>(in.log_norm)};
+  const cpu::WorkingMemorySegments segs{in.seg.empty() ? nullptr : &in.seg,
+                                        in.window_seg.empty() ? nullptr : &in.window_seg,
+                                        in.mem_seg.empty() ? nullptr : &in.mem_seg};
+  r.out = cpu::working_memory<F>(convert<F>(in.aq), convert<F>(in.ak), convert<F>(in.v),
+                                 convert<F>(in.window_value), r.state, segs, int(c.H), c.C);
+  return r;
+}
+
+template <class T>
+struct AwmGpuResult {
+  Tensor<T> out, new_key;
+  Tensor<float> memory, log_norm;
+  bool present = false;
+};
+
+template <class T>
+AwmGpuResult<T> awm_gpu(const AwmCase& c, const AwmInputs& in, const CudaExecutor& exec) {
+  const cudaStream_t s = exec.stream();
+  const gpu::DeviceBuffer<T> aq(convert<T>(in.aq), s), ak(convert<T>(in.ak), s), v(convert<T>(in.v), s);
+  gpu::DeviceBuffer<T> wk, wv;
+  if (c.Lk > 0) {
+    wk = gpu::DeviceBuffer<T>(convert<T>(in.window_key), s);
+    wv = gpu::DeviceBuffer<T>(convert<T>(in.window_value), s);
+  }
+  // Where the call creates the memory, its buffers start as NaN: every element must be written.
+  const Shape mem_shape{c.B, c.H, c.dk, c.dv}, norm_shape{c.B, c.H, c.dk};
+  gpu::DeviceBuffer<float> memory(c.memory ? in.memory : poisoned<float>(mem_shape), s);
+  gpu::DeviceBuffer<float> log_norm(c.memory ? in.log_norm : poisoned<float>(norm_shape), s);
+  gpu::DeviceBuffer<std::int64_t> seg, wseg, mem_seg;
+  if (!in.seg.empty()) seg = gpu::DeviceBuffer<std::int64_t>(in.seg, s);
+  if (!in.window_seg.empty()) wseg = gpu::DeviceBuffer<std::int64_t>(in.window_seg, s);
+  if (!in.mem_seg.empty()) mem_seg = gpu::DeviceBuffer<std::int64_t>(in.mem_seg, s);
+  const std::int64_t new_window = c.L >= c.C ? c.C : c.Lk + c.L;
+  gpu::DeviceBuffer<T> out(poisoned<T>({c.B, c.L, c.H * c.dv}), s);
+  gpu::DeviceBuffer<T> new_key(poisoned<T>({c.B, c.H, new_window, c.dk}), s);
+
+  gpu::WorkingMemoryState<T> state{view_or_none(wk), memory.view(), log_norm.view(), c.memory};
+  gpu::working_memory<T>(aq.view(), ak.view(), v.view(), view_or_none(wv), state,
+                         {view_or_none(seg), view_or_none(wseg), view_or_none(mem_seg)}, int(c.H),
+                         c.C, out.view(), new_key.view(), exec);
+  AwmGpuResult<T> r;
+  r.out = out.to_host(s);
+  r.new_key = new_key.to_host(s);
+  r.memory = memory.to_host(s);
+  r.log_norm = log_norm.to_host(s);
+  r.present = state.present;
+  return r;
+}
+
+template <class T>
+void check_awm(const AwmCase& c, std::uint64_t seed, const CudaExecutor& exec) {
+  INFO("B = ", c.B, ", H = ", c.H, ", dk = ", c.dk, ", dv = ", c.dv, ", C = ", c.C, ", L = ", c.L,
+       ", Lk = ", c.Lk, ", memory ", c.memory, ", segments ", c.segments);
+  const AwmInputs in = awm_inputs<T>(c, seed);
+  const AwmGpuResult<T> got = awm_gpu<T>(c, in, exec);
+  const AwmCpuResult<float> want = awm_cpu<float>(c, in);
+  Tensor<double> out_double;
+  if constexpr (is_16bit<T>) out_double = awm_cpu<double>(c, in).out;
+  check_output<T>("out", got.out, want.out, out_double);
+
+  const Tensor<T> key = convert<T>(want.state.key);
+  REQUIRE(got.new_key.shape() == key.shape());
+  std::int64_t key_mismatches = 0;
+  for (std::int64_t i = 0; i < key.size(); ++i)
+    key_mismatches += std::memcmp(&got.new_key[i], &key[i], sizeof(T)) != 0;
+  CHECK(key_mismatches == 0);
+
+  CHECK(got.present == !want.state.memory.empty());
+  if (got.present && !want.state.memory.empty()) {
+    check_state("state.memory", got.memory, want.state.memory);
+    check_log_norm(got.log_norm, want.state.log_norm);
+  }
+}
+
+// Tiles of 32 tokens and 64 memory columns against chunks of 16 to 48: partial tiles, dk not a
+// multiple of 16, every schedule of §11.3/§11.4.
+const std::vector<AwmCase> kAwmCases = {
+    {2, 2, 64, 64, 32, 96, 0, false, true},     // prefill of a fresh stream: create, then absorb
+    {1, 2, 36, 72, 20, 60, 20, true, true},     // prefill after a window; partial tiles
+    {1, 1, 64, 64, 40, 80, 40, true, false},    // prefill without segments
+    {2, 1, 64, 33, 16, 1, 21, true, true},      // one-token step, read only
+    {2, 2, 32, 64, 16, 1, 31, true, true},      // one-token step that absorbs (W = 2C)
+    {1, 2, 64, 64, 32, 7, 32, true, false},     // multi-token tail
+    {2, 1, 48, 40, 24, 3, 21, false, true},     // the window reaches C: the memory is created
+    {1, 1, 64, 64, 32, 5, 2, false, false},     // no memory yet: zeros
+    {1, 2, 128, 512, 48, 96, 48, true, true},   // large value head dim
+    {1, 2, 256, 2048, 16, 1, 31, true, false},  // the 7B head dims, a step that absorbs
+};
+
+template <class T>
+void check_awm_cases(std::uint64_t seed) {
+  const CudaExecutor exec;
+  for (const AwmCase& c : kAwmCases) check_awm<T>(c, seed++, exec);
+}
+
+TEST_CASE("cuda working_memory: float32 equals the CPU path") { check_awm_cases<float>(400); }
+TEST_CASE("cuda working_memory: bfloat16 within twice the CPU path's error") {
+  check_awm_cases<bfloat16>(500);
+}
+TEST_CASE("cuda working_memory: float16 within twice the CPU path's error") {
+  check_awm_cases<float16>(600);
+}
+
+// Both ops on a stream of their own, through the CudaExecutor overloads.
+TEST_CASE("cuda attention ops: a stream of their own") {
+  cudaStream_t stream = nullptr;
+  REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
+  const CudaExecutor exec(stream);
+  check_sca<bfloat16>({2, 2, 64, 64, 96, 32, 32, kSliding, true}, 700, exec);
+  check_awm<bfloat16>({2, 2, 64, 96, 32, 64, 32, true, true}, 701, exec);
+  CHECK(cudaStreamDestroy(stream) == cudaSuccess);
+}
+
+TEST_CASE("cuda attention ops: bad inputs are refused") {
+  const ScaCase sc{1, 1, 4, 8, 8, 16, 32, kSliding, false};
+  const ScaInputs in = sca_inputs<float>(sc, 800);
+  const gpu::DeviceBuffer<float> q(in.q), k(in.k), v(in.v);
+  gpu::DeviceBuffer<float> y(Shape{1, 4, 8});
+  // start = 32 needs the previous chunk (16 tokens) as the window.
+  CHECK_THROWS_WITH_AS(gpu::sliding_chunk_attention<float>(q.view(), k.view(), v.view(), {}, {}, {},
+                                                            16, 32, kSliding, y.view(), nullptr),
+                       doctest::Contains("cuda::sliding_chunk_attention: with sliding chunks a call "
+                                         "at start=32 needs a window of the 16 tokens before it"),
+                       gecko::Error);
+  CHECK_THROWS_WITH_AS(gpu::sliding_chunk_attention<float>(in.q.view(), k.view(), v.view(), {}, {}, {},
+                                                            16, 0, kSliding, y.view(), nullptr),
+                       "cuda::sliding_chunk_attention: q of shape [1, 4, 1, 8] is in host memory, "
+                       "expected device memory",
+                       gecko::Error);
+
+  // dk = 320 is beyond the kernel's feature registers.
+  const gpu::DeviceBuffer<float> aq(Shape{1, 2, 320}), av(Shape{1, 2, 8});
+  gpu::DeviceBuffer<float> out(Shape{1, 2, 8});
+  gpu::WorkingMemoryState<float> fresh;
+  CHECK_THROWS_WITH_AS(gpu::working_memory<float>(aq.view(), aq.view(), av.view(), {}, fresh, {}, 1, 4,
+                                                  out.view(), {}, nullptr),
+                       doctest::Contains("cuda::working_memory: key head dim dk = 320 outside [1, 256]"),
+                       gecko::Error);
+  // Two tokens completing a chunk of 2 create the memory: its buffers must be there.
+  const gpu::DeviceBuffer<float> aq8(Shape{1, 2, 8});
+  CHECK_THROWS_WITH_AS(gpu::working_memory<float>(aq8.view(), aq8.view(), av.view(), {}, fresh, {}, 1,
+                                                  2, out.view(), {}, nullptr),
+                       "cuda::working_memory: state.memory is absent (this call creates the memory)",
+                       gecko::Error);
+  CHECK_FALSE(fresh.present);
+}
+
+}  // namespace
