@@ -11,6 +11,7 @@
 
 #include "gecko/core/threads.hpp"
 #include "gecko/cpu/cema.hpp"
+#include "gecko/cpu/timestep_norm.hpp"
 
 using namespace gecko;
 
@@ -108,5 +109,30 @@ TEST_CASE_TEMPLATE("threads: cema gives the same bits with 1, 2 and 3 threads", 
     Tensor<T> h = h0;
     Tensor<T> c = cpu::cema(x, &bos, h, coeffs, &omega);
     return std::vector<Tensor<T>>{std::move(c), std::move(h)};
+  });
+}
+
+TEST_CASE_TEMPLATE("threads: the timestep norms give the same bits with 1, 2 and 3 threads", T, float, double) {
+  const std::int64_t B = 3, L = 200, D = 96, G = 6;
+  cpu::TimestepNormParams<T> p;
+  p.weight = random_tensor<T>({D}, 11, 0.1);
+  p.bias = random_tensor<T>({D}, 12, 0.1);
+  p.prior_count = Tensor<std::int64_t>(Shape{}, 0);
+  p.prior_mean = random_tensor<T>({G}, 13);
+  p.prior_var = Tensor<T>({G}, T(1));
+  p.groups = int(G);
+  const auto x = random_tensor<T>({B, L, D}, 14);
+  Tensor<bool> bos({B, L});
+  bos(0, 0) = bos(1, 77) = bos(2, 150) = bos(2, 151) = true;
+  cpu::TimestepNormState<T> carried{Tensor<std::int64_t>({B}, 5), random_tensor<T>({B, G}, 15),
+                                    Tensor<T>({B, G}, T(0.5))};
+  check_thread_count_independent([&] {
+    cpu::TimestepNormState<T> decay_state = carried, cumulative_state = carried;
+    cpu::TimestepNormStats<T> stats;
+    Tensor<T> decayed = cpu::timestep_decay_norm(x, &bos, decay_state, p, &stats);
+    Tensor<T> cumulative = cpu::timestep_cumulative_norm(x, cumulative_state, p);
+    return std::vector<Tensor<T>>{std::move(decayed), decay_state.mean, decay_state.var,
+                                  stats.cummean, stats.cumrstd, std::move(cumulative),
+                                  cumulative_state.mean, cumulative_state.var};
   });
 }

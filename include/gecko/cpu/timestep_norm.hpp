@@ -5,14 +5,17 @@
 //   timestep_cumulative_norm: Megalodon's cumulative Welford statistics (spec §12, first row).
 // Both take the streaming state (count, mean, var) in and leave the state after the call in it.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "gecko/core/error.hpp"
 #include "gecko/core/shape.hpp"
 #include "gecko/core/tensor.hpp"
+#include "gecko/core/threads.hpp"
 #include "gecko/cpu/timestep_norm_scan.hpp"
 
 namespace gecko::cpu {
@@ -88,32 +91,43 @@ TimestepNormState<T> initial_state(std::string_view op, const TimestepNormState<
   return s;
 }
 
-// (μ, s²) of one token's group of n channels: two-pass population moments (spec §5.2).
+// Σ_{i<n} term(i) in 8 interleaved partial sums (term i goes to sum i mod 8) added pairwise at
+// the end: the compiler vectorises it, and the order is fixed, the same for every call and thread.
+template <class T, class Term>
+T lane_sum(std::int64_t n, Term term) {
+  T acc[8] = {};
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += term(i + j);
+  for (int j = 0; i + j < n; ++j) acc[j] += term(i + j);
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// (μ, s²) of one token's group of n channels: two-pass population moments (spec §5.2), the
+// divisions by n as products with 1/n.
 template <class T>
 std::pair<T, T> group_moments(const T* x, std::int64_t n) {
-  T sum = 0;
-  for (std::int64_t i = 0; i < n; ++i) sum += x[i];
-  const T mu = sum / T(n);
-  T sq = 0;
-  for (std::int64_t i = 0; i < n; ++i) sq += (x[i] - mu) * (x[i] - mu);
-  return {mu, sq / T(n)};
+  const T inv_n = T(1) / T(n);
+  const T mu = lane_sum<T>(n, [x](std::int64_t i) { return x[i]; }) * inv_n;
+  const T sq = lane_sum<T>(n, [x, mu](std::int64_t i) { return (x[i] - mu) * (x[i] - mu); });
+  return {mu, sq * inv_n};
 }
 
-// y = ((x - mean)·rstd)·(1 + weight) + bias over the channels [c0, c0 + n) of one token.
+// Tokens whose statistics are formed before their outputs are written (see timestep_decay_norm).
+inline constexpr std::int64_t kTokenRun = 64;
+
+// y = ((x - mean)·rstd)·g + bias over one token's group of n channels; g = 1 + weight.
 template <class T>
-void normalise_group(const T* x, T* y, std::int64_t c0, std::int64_t n, T mean, T rstd,
-                     const TimestepNormParams<T>& p) {
-  for (std::int64_t i = 0; i < n; ++i) {
-    const T g = T(1) + p.weight[c0 + i];
-    y[i] = ((x[i] - mean) * rstd) * g + p.bias[c0 + i];
-  }
+void normalise_group(const T* x, T* y, const T* g, const T* bias, std::int64_t n, T mean, T rstd) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = ((x[i] - mean) * rstd) * g[i] + bias[i];
 }
 
-// The bias-correction denominator 1 - β^n, formed in double and rounded once (spec §5.4 keeps
-// β^n as a running fp32 product, whose cancellation costs up to 8e-5 relative on y).
+// The scale g = 1 + weight (D), formed once per call.
 template <class T>
-T one_minus_power(double beta, std::int64_t n) {
-  return T(1.0 - std::pow(beta, double(n)));
+std::vector<T> norm_scale(const Tensor<T>& weight) {
+  std::vector<T> g(std::size_t(weight.size()));
+  for (std::int64_t i = 0; i < weight.size(); ++i) g[std::size_t(i)] = T(1) + weight[i];
+  return g;
 }
 
 }  // namespace detail
@@ -122,6 +136,7 @@ T one_minus_power(double beta, std::int64_t n) {
 // last token; stats, when given, receives the bias-corrected mean and 1/sqrt(var + eps) per token.
 // The betas are used as given in double (not rounded to float as the reference's kernel does,
 // spec §14 B13): the golden files were produced that way (they miss 1 - fl32(β2) by 1.7e-4).
+// Each (batch row, group) is an independent recurrence; they are split over threads.
 template <class T>
 Tensor<T> timestep_decay_norm(const Tensor<T>& x, const Tensor<bool>* bos,
                               TimestepNormState<T>& state, const TimestepNormParams<T>& p,
@@ -133,36 +148,67 @@ Tensor<T> timestep_decay_norm(const Tensor<T>& x, const Tensor<bool>* bos,
   const std::int64_t Dg = D / G;  // channels per group
   const auto decay = TsnDecay<T>::from(p.beta1, p.beta2);
   const TsnCombine<T> combine;
+  const std::vector<T> g = detail::norm_scale(p.weight);
 
-  Tensor<T> y(x.shape());                                        // (B, L, D)
-  TimestepNormState<T> out{Tensor<std::int64_t>({B}), Tensor<T>({B, G}), Tensor<T>({B, G})};
-  if (stats) *stats = {Tensor<T>({B, L, G}), Tensor<T>({B, L, G})};
+  auto y = Tensor<T>::uninitialized(x.shape());  // (B, L, D)
+  TimestepNormState<T> out{Tensor<std::int64_t>::uninitialized({B}), Tensor<T>::uninitialized({B, G}),
+                           Tensor<T>::uninitialized({B, G})};
+  if (stats) *stats = {Tensor<T>::uninitialized({B, L, G}), Tensor<T>::uninitialized({B, L, G})};
 
+  // The bias corrections 1/(1 − β^n) of every token (B, L), shared by all groups: β^n as running
+  // products in double from β^n0 at the call's start (a bos restarts them at β), 1/(1 − β^n)
+  // formed in double and rounded to T once. (Spec §5.4 keeps fp32 products, whose cancellation
+  // costs up to 8e-5 relative on y.)
+  std::vector<T> correction1(std::size_t(B * L)), correction2(std::size_t(B * L));
   for (std::int64_t b = 0; b < B; ++b) {
-    for (std::int64_t k = 0; k < G; ++k) {
+    double power1 = std::pow(p.beta1, double(in.count[b])), power2 = std::pow(p.beta2, double(in.count[b]));
+    for (std::int64_t t = 0; t < L; ++t) {
+      const bool reset = bos && (*bos)(b, t);
+      power1 = reset ? p.beta1 : power1 * p.beta1;
+      power2 = reset ? p.beta2 : power2 * p.beta2;
+      correction1[std::size_t(b * L + t)] = T(1.0 / (1.0 - power1));
+      correction2[std::size_t(b * L + t)] = T(1.0 / (1.0 - power2));
+    }
+  }
+
+  parallel_for(B * G, 8.0 * double(x.size()), [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const std::int64_t b = i / G, k = i % G, c0 = k * Dg;
       // (n, M, V) of §5.3 as an aggregate, so that each token is folded in by the scan's combine.
       const std::int64_t n0 = in.count[b];
       TsnAggregate<T> s{n0, T(std::pow(p.beta1, double(n0))), T(std::pow(p.beta2, double(n0))),
                         in.mean(b, k), in.var(b, k), false};
-      for (std::int64_t t = 0; t < L; ++t) {
-        const T* xt = &x(b, t, k * Dg);
-        const auto [mu, s2] = detail::group_moments(xt, Dg);
-        s = combine(s, decay.token(mu, s2, bos && (*bos)(b, t)));
-
-        const T mean = s.m / detail::one_minus_power<T>(p.beta1, s.count);  // m̂_t
-        const T var = s.v / detail::one_minus_power<T>(p.beta2, s.count);   // v̂_t
-        const T rstd = T(1) / std::sqrt(var + T(p.eps));                   // ρ_t
-        detail::normalise_group(xt, &y(b, t, k * Dg), k * Dg, Dg, mean, rstd, p);
-        if (stats) {
-          stats->cummean(b, t, k) = mean;
-          stats->cumrstd(b, t, k) = rstd;
+      const T* xg = x.data() + b * L * D + c0;  // token t's group: xg + t·D
+      T* yg = y.data() + b * L * D + c0;
+      const bool* reset = bos ? bos->data() + b * L : nullptr;
+      const T* corr1 = correction1.data() + b * L;
+      const T* corr2 = correction2.data() + b * L;
+      // A run of tokens' statistics first, then their outputs: the square root and division of
+      // one token overlap with the moments of the next instead of stalling its normalisation.
+      T mean[detail::kTokenRun], rstd[detail::kTokenRun];
+      for (std::int64_t t0 = 0; t0 < L; t0 += detail::kTokenRun) {
+        const std::int64_t run = std::min(detail::kTokenRun, L - t0);
+        for (std::int64_t j = 0, t = t0; j < run; ++j, ++t) {
+          const auto [mu, s2] = detail::group_moments(xg + t * D, Dg);
+          s = combine(s, decay.token(mu, s2, reset && reset[t]));
+          mean[j] = s.m * corr1[t];                     // m̂_t = M / (1 − β1^n)
+          const T var = s.v * corr2[t];                 // v̂_t = V / (1 − β2^n)
+          rstd[j] = T(1) / std::sqrt(var + T(p.eps));  // ρ_t
+        }
+        for (std::int64_t j = 0, t = t0; j < run; ++j, ++t) {
+          detail::normalise_group(xg + t * D, yg + t * D, g.data() + c0, p.bias.data() + c0, Dg,
+                                  mean[j], rstd[j]);
+          if (stats) {
+            stats->cummean(b, t, k) = mean[j];
+            stats->cumrstd(b, t, k) = rstd[j];
+          }
         }
       }
       out.mean(b, k) = s.m;
       out.var(b, k) = s.v;
       if (k == 0) out.count[b] = s.count;  // bos positions are shared by all groups
     }
-  }
+  });
   state = std::move(out);
   return y;
 }
@@ -181,17 +227,20 @@ Tensor<T> timestep_cumulative_norm(const Tensor<T>& x, TimestepNormState<T>& sta
                                                       p.bias.shape(), p.groups);
   TimestepNormState<T> s = detail::initial_state(op, state, p, B, G);
   const std::int64_t Dg = D / G;
+  const std::vector<T> g = detail::norm_scale(p.weight);
 
-  Tensor<T> y(x.shape());  // (B, L, D)
-  if (stats) *stats = {Tensor<T>({B, L, G}), Tensor<T>({B, L, G})};
+  auto y = Tensor<T>::uninitialized(x.shape());  // (B, L, D)
+  if (stats) *stats = {Tensor<T>::uninitialized({B, L, G}), Tensor<T>::uninitialized({B, L, G})};
 
-  for (std::int64_t b = 0; b < B; ++b) {
-    for (std::int64_t k = 0; k < G; ++k) {
+  parallel_for(B * G, 8.0 * double(x.size()), [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const std::int64_t b = i / G, k = i % G, c0 = k * Dg;
       std::int64_t n = s.count[b];
       T m1 = s.mean(b, k), m2 = s.var(b, k);
+      const T* xg = x.data() + b * L * D + c0;  // token t's group: xg + t·D
+      T* yg = y.data() + b * L * D + c0;
       for (std::int64_t t = 0; t < L; ++t) {
-        const T* xt = &x(b, t, k * Dg);
-        const auto [mu, s2] = detail::group_moments(xt, Dg);
+        const auto [mu, s2] = detail::group_moments(xg + t * D, Dg);
         ++n;
         const T c = T(1) / T(n);
         const T delta = mu - m1;
@@ -199,7 +248,7 @@ Tensor<T> timestep_cumulative_norm(const Tensor<T>& x, TimestepNormState<T>& sta
         m1 = m1 + c * delta;
 
         const T rstd = T(1) / std::sqrt(m2 + T(p.eps));
-        detail::normalise_group(xt, &y(b, t, k * Dg), k * Dg, Dg, m1, rstd, p);
+        detail::normalise_group(xg + t * D, yg + t * D, g.data() + c0, p.bias.data() + c0, Dg, m1, rstd);
         if (stats) {
           stats->cummean(b, t, k) = m1;
           stats->cumrstd(b, t, k) = rstd;
@@ -208,8 +257,8 @@ Tensor<T> timestep_cumulative_norm(const Tensor<T>& x, TimestepNormState<T>& sta
       s.mean(b, k) = m1;
       s.var(b, k) = m2;
     }
-    s.count[b] += L;
-  }
+  });
+  for (std::int64_t b = 0; b < B; ++b) s.count[b] += L;
   state = std::move(s);
   return y;
 }
