@@ -13,6 +13,10 @@
 #include <optional>
 #include <string>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "args.hpp"
 #include "commands.hpp"
 #include "gecko/gecko.hpp"
@@ -58,10 +62,20 @@ Memory read_memory() {
   return m;
 }
 
+// Every piece allocates buffers of the same few sizes. glibc returns large freed blocks to the
+// kernel at once (munmap, heap trimming) and maps them again on the next piece; keeping them in the
+// heap lets the next piece reuse them, so the resident set stays put instead of going up and down.
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // blocks up to 32 MiB come from the heap (this also fixes the threshold)
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);  // and the heap keeps up to 64 MiB of free space at its top
+#endif
+}
+
 std::string mib(std::int64_t kib) {
   if (kib < 0) return "n/a";
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", double(kib) / 1024);
+  std::snprintf(buf, sizeof buf, "%.2f MiB", double(kib) / 1024);
   return buf;
 }
 
@@ -158,6 +172,7 @@ void check_fits(const model::Config& c, std::size_t scalar_bytes, const std::str
 template <class T>
 int run_stream(const StreamOptions& o) {
   using Clock = std::chrono::steady_clock;
+  keep_freed_memory();
   const auto build_start = Clock::now();
   std::optional<model::Model<policy::Gecko, T>> model;
   std::string source;
@@ -224,7 +239,8 @@ int run_stream(const StreamOptions& o) {
   model::ModelState<T> state;
   Schedule schedule(C, prefill, steps);
   Tensor<T> logits;
-  std::optional<Memory> at_reference;
+  std::optional<Memory> at_reference;  // the first piece boundary at or past kReferenceTokens
+  std::int64_t reference_position = 0;
   std::int64_t position = 0, next_progress = o.progress_every > 0 ? o.progress_every : total + 1;
   const auto start = Clock::now();
   auto rate = [&] {
@@ -249,8 +265,10 @@ int run_stream(const StreamOptions& o) {
     }
     position += L;
 
-    if (!at_reference && position >= kReferenceTokens) at_reference = read_memory();
-    if (position >= next_progress || position == total) {
+    // The reference point gets a progress line too, printed before its reading so that the
+    // printing's first use of memory is behind it.
+    const bool reference = !at_reference && position >= kReferenceTokens;
+    if (position >= next_progress || position == total || (reference && o.progress_every > 0)) {
       const Memory m = read_memory();
       std::printf("progress: %" PRId64 " tokens (%.0f%%), %.0f tokens/s, RSS %s, peak %s, state %" PRId64 " bytes\n",
                   position, 100.0 * double(position) / double(total), rate(), mib(m.rss_kib).c_str(),
@@ -258,6 +276,7 @@ int run_stream(const StreamOptions& o) {
       std::fflush(stdout);
       while (next_progress <= position) next_progress += std::max<std::int64_t>(o.progress_every, 1);
     }
+    if (reference) at_reference = read_memory(), reference_position = position;
   }
   const double wall_s = std::chrono::duration<double>(Clock::now() - start).count();
   const Memory end = read_memory();
@@ -280,7 +299,7 @@ int run_stream(const StreamOptions& o) {
   std::printf("  wall time:         %.2f s\n", wall_s);
   std::printf("  throughput:        %.0f tokens/s\n", double(B * total) / wall_s);
   if (at_reference)
-    std::printf("  peak RSS at %" PRId64 " tokens: %s\n", kReferenceTokens, mib(at_reference->peak_kib).c_str());
+    std::printf("  peak RSS at %" PRId64 " tokens: %s\n", reference_position, mib(at_reference->peak_kib).c_str());
   std::printf("  peak RSS at the end (%" PRId64 " tokens): %s\n", total, mib(end.peak_kib).c_str());
   std::printf("  RSS at the end:    %s\n", mib(end.rss_kib).c_str());
   std::printf("  state bytes:       %" PRId64 "\n", state.bytes());
@@ -296,12 +315,12 @@ int run_stream(const StreamOptions& o) {
     return 0;
   }
   const double ratio = double(end.peak_kib) / double(at_reference->peak_kib);
-  std::printf("  peak ratio:        %.4f (end / %" PRId64 " tokens)\n", ratio, kReferenceTokens);
+  std::printf("  peak ratio:        %.4f (end / %" PRId64 " tokens)\n", ratio, reference_position);
   const bool pass = ratio <= kMemoryBound;
   std::printf("memory check: %s: the peak RSS at %" PRId64 " tokens is %s %.0f%% of the peak at %" PRId64
               " tokens\n",
               pass ? "PASS" : "FAIL", total, pass ? "within" : "more than", (kMemoryBound - 1) * 100,
-              kReferenceTokens);
+              reference_position);
   std::fflush(stdout);
   return pass ? 0 : 3;
 }
