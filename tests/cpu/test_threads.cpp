@@ -11,6 +11,7 @@
 
 #include "gecko/core/threads.hpp"
 #include "gecko/cpu/cema.hpp"
+#include "gecko/cpu/sliding_chunk_attention.hpp"
 #include "gecko/cpu/timestep_norm.hpp"
 
 using namespace gecko;
@@ -134,5 +135,21 @@ TEST_CASE_TEMPLATE("threads: the timestep norms give the same bits with 1, 2 and
     return std::vector<Tensor<T>>{std::move(decayed), decay_state.mean, decay_state.var,
                                   stats.cummean, stats.cumrstd, std::move(cumulative),
                                   cumulative_state.mean, cumulative_state.var};
+  });
+}
+
+TEST_CASE_TEMPLATE("threads: sliding chunk attention gives the same bits with 1, 2 and 3 threads", T, float,
+                   double) {
+  const std::int64_t B = 2, L = 64, H = 3, dk = 8, dv = 16, C = 16, start = 32, Lk = 16;
+  const auto q = random_tensor<T>({B, L, H, dk}, 21), k = random_tensor<T>({B, L, H, dk}, 22);
+  const auto v = random_tensor<T>({B, L, H, dv}, 23);
+  const cpu::AttentionWindow<T> window{random_tensor<T>({B, Lk, H, dk}, 24), random_tensor<T>({B, Lk, H, dv}, 25)};
+  Tensor<std::int64_t> seg({B, L}), window_seg({B, Lk});
+  for (std::int64_t t = 0; t < L; ++t) seg(0, t) = t < 21 ? 0 : 1, seg(1, t) = t < 40 ? 3 : 4;
+  for (std::int64_t t = 0; t < Lk; ++t) window_seg(1, t) = t < 9 ? 2 : 3;
+  check_thread_count_independent([&] {
+    return std::vector<Tensor<T>>{
+        cpu::sliding_chunk_attention(q, k, v, window, nullptr, nullptr, C, start),
+        cpu::sliding_chunk_attention(q, k, v, window, &seg, &window_seg, C, start)};
   });
 }

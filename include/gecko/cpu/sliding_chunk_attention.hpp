@@ -1,13 +1,15 @@
 #pragma once
-// Sliding chunk attention (spec §10), written as its split-independent definition (§10.2):
-// a query at absolute position t in chunk c = ⌊t/C⌋ attends, with scale 1, to the keys
+// Sliding chunk attention (spec §10). Its split-independent definition (§10.2): a query at
+// absolute position t in chunk c = ⌊t/C⌋ attends, with scale 1, to the keys
 //   K(t) = { j : lo(t) ≤ j ≤ t  and  (no segments or seg(j) = seg(t)) }
 //   lo(t) = max(0, (c − 1)·C)   Gecko, SlidingChunks: the previous complete chunk and its own
 //   lo(t) = c·C                  Megalodon, BlockDiagonal: its own chunk only (§12)
 // The keys of one call are the cached window (the tokens just before `start`) followed by the
 // call's own tokens; the window must reach back to lo(start), which is what the cache keeps.
-// The same loop therefore serves training/prefill, tail and single-token steps: the chunked
-// algorithms of the reference (§10.3/§10.4) compute the same sets.
+// Computed as the reference's chunked algorithm (§10.3/§10.4): the queries of one chunk share
+// lo, so each chunk is one block of logits Q_c·K_wᵀ over keys lo … (its last query), masked
+// causally (and by segment), softmaxed per row and multiplied by V_w. The same code serves
+// training/prefill, tail and single-token steps.
 //
 // Call rules (§4.4), checked on entry:
 //   SlidingChunks: L >= C (prefill) needs start % C == 0 and L % C == 0; 1 < L < C (tail) needs
@@ -25,6 +27,7 @@
 #include "gecko/core/error.hpp"
 #include "gecko/core/shape.hpp"
 #include "gecko/core/tensor.hpp"
+#include "gecko/core/threads.hpp"
 
 namespace gecko::cpu {
 
@@ -149,41 +152,60 @@ Tensor<T> sliding_chunk_attention(const Tensor<T>& q, const Tensor<T>& k, const 
             ": window_seg is given without seg (segments must be used on every call or on none)");
   }
 
+  // Per (b, h): the keys and values of window ++ call gathered once, then one block per chunk of
+  // queries. The (b, h) pairs are split over threads; each worker allocates its buffers once.
   using Rows = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  using ConstHeadRows = Eigen::Map<const Rows, 0, Eigen::OuterStride<>>;
+  using HeadRows = Eigen::Map<Rows, 0, Eigen::OuterStride<>>;
   const std::int64_t first = start - Lk;  // absolute position of the first key (window ++ new)
   const std::int64_t N = Lk + L;
-  Tensor<T> y(Shape{B, L, H * dv});  // (B, L, H·dv)
-  Rows keys(N, dk), values(N, dv);   // one head's keys/values, window ++ new
-  std::vector<std::int64_t> key_seg(std::size_t(segmented ? N : 0));
-  for (std::int64_t b = 0; b < B; ++b) {
-    if (segmented)
-      for (std::int64_t j = 0; j < N; ++j)
-        key_seg[j] = j < Lk ? (*window_seg)(b, j) : (*seg)(b, j - Lk);
-    for (std::int64_t h = 0; h < H; ++h) {
-      for (std::int64_t j = 0; j < N; ++j) {
-        const bool cached = j < Lk;
-        const T* kr = cached ? &window.key(b, j, h, 0) : &k(b, j - Lk, h, 0);
-        const T* vr = cached ? &window.value(b, j, h, 0) : &v(b, j - Lk, h, 0);
-        keys.row(j) = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(kr, dk);
-        values.row(j) = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(vr, dv);
+  auto y = Tensor<T>::uninitialized(Shape{B, L, H * dv});  // (B, L, H·dv)
+  const double work = 2.0 * double(B * H * L) * double(std::min(N, 2 * chunk)) * double(dk + dv);
+  parallel_for(B * H, work, [&](std::int64_t i0, std::int64_t i1) {
+    Rows keys(N, dk), values(N, dv);                           // one head's window ++ new
+    Rows logits(std::min(L, chunk), std::min(N, 2 * chunk));  // one chunk's block, reused
+    std::vector<std::int64_t> key_seg(std::size_t(segmented ? N : 0));
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const std::int64_t b = i / H, h = i % H;
+      if (segmented)
+        for (std::int64_t j = 0; j < N; ++j)
+          key_seg[std::size_t(j)] = j < Lk ? (*window_seg)(b, j) : (*seg)(b, j - Lk);
+      if (Lk > 0) {
+        keys.topRows(Lk) = ConstHeadRows(&window.key(b, 0, h, 0), Lk, dk, Eigen::OuterStride<>(H * dk));
+        values.topRows(Lk) = ConstHeadRows(&window.value(b, 0, h, 0), Lk, dv, Eigen::OuterStride<>(H * dv));
       }
-      for (std::int64_t i = 0; i < L; ++i) {
-        const std::int64_t t = start + i;
-        const std::int64_t lo = detail::first_visible_key(t, chunk, pattern) - first;
-        const std::int64_t n = (t - first) - lo + 1;  // keys lo … t (window-relative), causal
-        const Eigen::Map<const Vec> qt(&q(b, i, h, 0), dk);
-        Vec logits = keys.middleRows(lo, n) * qt;  // (n)
-        if (segmented)
-          for (std::int64_t j = 0; j < n; ++j)
-            if (key_seg[lo + j] != (*seg)(b, i)) logits[j] = -std::numeric_limits<T>::infinity();
-        // K(t) contains t itself, so the max is finite and the sum is at least 1.
-        const Vec p = (logits.array() - logits.maxCoeff()).exp().matrix();
-        Eigen::Map<Vec> out(&y(b, i, h * dv), dv);
-        out = values.middleRows(lo, n).transpose() * (p / p.sum());
+      keys.bottomRows(L) = ConstHeadRows(&k(b, 0, h, 0), L, dk, Eigen::OuterStride<>(H * dk));
+      values.bottomRows(L) = ConstHeadRows(&v(b, 0, h, 0), L, dv, Eigen::OuterStride<>(H * dv));
+      const ConstHeadRows queries(&q(b, 0, h, 0), L, dk, Eigen::OuterStride<>(H * dk));
+      HeadRows out(&y(b, 0, h * dv), L, dv, Eigen::OuterStride<>(H * dv));
+
+      // Queries [r0, r1) of the call lie in one chunk. They see window keys lo … r + Lk: the
+      // first `before` columns of their block are visible to all of them, the last `rows` form the
+      // causal triangle (query r sees column before + r and those left of it).
+      for (std::int64_t r0 = 0; r0 < L;) {
+        const std::int64_t t0 = start + r0;
+        const std::int64_t r1 = std::min(L, (t0 / chunk + 1) * chunk - start);
+        const std::int64_t lo = detail::first_visible_key(t0, chunk, pattern) - first;
+        const std::int64_t rows = r1 - r0, before = r0 + Lk - lo, width = before + rows;
+        auto P = logits.topLeftCorner(rows, width);
+        P.noalias() = queries.middleRows(r0, rows) * keys.middleRows(lo, width).transpose();
+        for (std::int64_t r = 0; r < rows; ++r) {
+          auto row = P.row(r).head(before + r + 1).array();  // keys lo … t
+          if (segmented)
+            for (std::int64_t j = 0; j < row.size(); ++j)
+              if (key_seg[std::size_t(lo + j)] != (*seg)(b, r0 + r)) row[j] = -std::numeric_limits<T>::infinity();
+            // K(t) contains t itself, so the max is finite and the sum is at least 1.
+          row = (row - row.maxCoeff()).exp();
+          row /= row.sum();
+        }
+        auto o = out.middleRows(r0, rows);
+        o.noalias() = P.rightCols(rows).template triangularView<Eigen::Lower>() *
+                      values.middleRows(lo + before, rows);
+        if (before > 0) o.noalias() += P.leftCols(before) * values.middleRows(lo, before);
+        r0 = r1;
       }
     }
-  }
+  });
   return y;
 }
 
