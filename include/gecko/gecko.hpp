@@ -36,5 +36,7 @@
 
 #include "gecko/model/checkpoint.hpp"
 #include "gecko/model/config.hpp"
+#include "gecko/model/init.hpp"
 #include "gecko/model/model.hpp"
+#include "gecko/model/presets.hpp"
 #include "gecko/model/state.hpp"
