@@ -27,12 +27,14 @@
 //   the CPU path's error in a CPU simulation of these numerics. float inputs use 3xTF32 (mma.cuh).
 //
 // Bound: tensor-core FLOP/s, counted as 2·MACs of the defining algorithm, Σ_t |K(t)|·(dk + dv)
-// MACs per (b, h). Per visible (query, key) pair the kernels issue dk·(1 + ⌈dv/DV⌉) MACs of
-// logits and 2·dv of P·V (16-bit): at the 7B shape (dk 256, dv 2048, DV 128) 8448 per 2304
-// defining, so at most ~27% of the 16-bit tensor peak; 50% at dk = dv = 64; plus the masked part
-// of the blocks on the causal diagonal. Loads are synchronous (no cp.async/TMA pipelining), the
-// first thing to measure; then a larger DV with two warps per query strip, and mma.sync with P
-// kept in registers. Tile sizes are first guesses, not yet measured on a GPU.
+// MACs per (b, h). Per visible (query, key) pair the 16-bit kernels issue dk·(1 + n) MACs of
+// logits and 2·DV·n of P·V, n = ⌈dv/DV⌉ value tiles: at the 7B shape (dk 256, dv 2048, DV 128)
+// 8448 per 2304 defining, so at most ~27% of the 16-bit tensor peak; 33% at dk = dv = 64 (half
+// the 128-column tile is padding); plus the masked part of the blocks on the causal diagonal. The
+// float kernels issue three TF32 products per MAC at half the 16-bit rate. Loads are synchronous
+// (no cp.async/TMA pipelining), the first thing to measure; then a larger DV with two warps per
+// query strip, and mma.sync with P kept in registers. Tile sizes are first guesses, not yet
+// measured on a GPU.
 
 #include <cuda_runtime.h>
 
