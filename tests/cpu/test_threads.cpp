@@ -13,6 +13,7 @@
 #include "gecko/cpu/cema.hpp"
 #include "gecko/cpu/sliding_chunk_attention.hpp"
 #include "gecko/cpu/timestep_norm.hpp"
+#include "gecko/cpu/working_memory.hpp"
 
 using namespace gecko;
 
@@ -151,5 +152,37 @@ TEST_CASE_TEMPLATE("threads: sliding chunk attention gives the same bits with 1,
     return std::vector<Tensor<T>>{
         cpu::sliding_chunk_attention(q, k, v, window, nullptr, nullptr, C, start),
         cpu::sliding_chunk_attention(q, k, v, window, &seg, &window_seg, C, start)};
+  });
+}
+
+TEST_CASE_TEMPLATE("threads: the working memory gives the same bits with 1, 2 and 3 threads", T, float, double) {
+  const std::int64_t B = 2, L = 128, H = 3, dk = 8, dv = 16, C = 16;
+  const auto aq = random_tensor<T>({B, L, H * dk}, 31), ak = random_tensor<T>({B, L, H * dk}, 32);
+  const auto v = random_tensor<T>({B, L, H * dv}, 33);
+  const auto step_q = random_tensor<T>({B, 1, H * dk}, 34), step_k = random_tensor<T>({B, 1, H * dk}, 35);
+  const auto step_v = random_tensor<T>({B, 1, H * dv}, 36);
+  const auto window_value = random_tensor<T>({B, C, H, dv}, 37);  // the attention cache's values
+  Tensor<std::int64_t> seg({B, L}), step_seg({B, 1}, 2), mem_seg({B});
+  for (std::int64_t t = 0; t < L; ++t) seg(0, t) = t < 37 ? 0 : 1, seg(1, t) = t < 100 ? 1 : 2;
+  check_thread_count_independent([&] {
+    // A chunked call from a fresh stream, another continuing its state, then a single token.
+    cpu::WorkingMemoryState<T> state;
+    std::vector<Tensor<T>> results;
+    results.push_back(cpu::working_memory(aq, ak, v, Tensor<T>{}, state, {&seg}, int(H), C));
+    // The window is the call's last chunk; the memory belongs to the document of the chunk before.
+    Tensor<std::int64_t> last_ids({B, C});
+    for (std::int64_t b = 0; b < B; ++b) {
+      mem_seg(b) = seg(b, L - C - 1);
+      for (std::int64_t t = 0; t < C; ++t) last_ids(b, t) = seg(b, L - C + t);
+    }
+    results.push_back(cpu::working_memory(aq, ak, v, window_value, state, {&seg, &last_ids, &mem_seg},
+                                          int(H), C));
+    results.push_back(state.memory);
+    results.push_back(state.log_norm);
+    results.push_back(cpu::working_memory(step_q, step_k, step_v, window_value, state,
+                                          {&step_seg, &last_ids, &mem_seg}, int(H), C));
+    results.push_back(state.key);
+    results.push_back(state.memory);
+    return results;
   });
 }
