@@ -1,13 +1,21 @@
 #pragma once
 // TensorView: a non-owning (pointer, shape, strides, memory space) window, valid on host and
-// device. Tensor<T>: an owning, contiguous, row-major host tensor — the currency of the CPU path.
+// device. Tensor<T>: an owning, contiguous, row-major host tensor — the currency of the CPU path;
+// its large blocks are recycled through a cache (detail::TensorStorage).
 // Device-owning buffers live in cuda/device_buffer.cuh so this header never needs the CUDA runtime.
 
 #include <algorithm>
+#include <bit>
+#include <cstddef>
 #include <cstring>
+#include <iterator>
 #include <memory>
+#include <mutex>
+#include <new>
 #include <span>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "gecko/core/dtype.hpp"
 #include "gecko/core/shape.hpp"
@@ -39,12 +47,96 @@ struct TensorView {
   bool is_contiguous() const { return strides == contiguous_strides(shape); }
 };
 
+namespace detail {
+
+// Host storage of Tensor, 64-byte aligned. A model calls the same ops on the same shapes again and
+// again; with plain new/delete the allocator hands the pages of large freed blocks back to the
+// system, and every call faults them in and clears them again (a third of a small Gecko block's
+// forward). So blocks of kMinCached bytes or more go, when freed, to a process-wide cache (at
+// most kMaxCached bytes) and serve the next request of their size class; smaller ones use
+// new/delete directly.
+class TensorStorage {
+ public:
+  static constexpr std::size_t kAlignment = 64;
+  static constexpr std::size_t kMinCached = std::size_t(64) << 10;   // 64 KiB
+  static constexpr std::size_t kMaxCached = std::size_t(256) << 20;  // 256 MiB
+
+  // A block of at least `bytes`; `capacity` receives its size, to be passed to release().
+  static void* acquire(std::size_t bytes, std::size_t& capacity) {
+    capacity = size_class(bytes);
+    if (capacity >= kMinCached) {
+      TensorStorage& s = instance();
+      const std::lock_guard lock(s.mutex_);
+      // The most recently freed block of the class first: its lines are the likeliest in cache.
+      for (auto it = s.free_.rbegin(); it != s.free_.rend(); ++it)
+        if (it->first == capacity) {
+          void* p = it->second;
+          s.cached_ -= capacity;
+          s.free_.erase(std::next(it).base());
+          return p;
+        }
+    }
+    return ::operator new(capacity, std::align_val_t(kAlignment));
+  }
+
+  static void release(void* p, std::size_t capacity) noexcept {
+    if (capacity >= kMinCached) {
+      TensorStorage& s = instance();
+      const std::lock_guard lock(s.mutex_);
+      if (s.cached_ + capacity <= kMaxCached && s.free_.size() < s.free_.capacity()) {
+        s.free_.emplace_back(capacity, p);
+        s.cached_ += capacity;
+        return;
+      }
+    }
+    ::operator delete(p, std::align_val_t(kAlignment));
+  }
+
+  // Bytes held by the cache.
+  static std::size_t cached_bytes() {
+    TensorStorage& s = instance();
+    const std::lock_guard lock(s.mutex_);
+    return s.cached_;
+  }
+
+ private:
+  TensorStorage() { free_.reserve(1024); }
+
+  // Cached sizes are rounded up to 1/8 of the power of two below them (at most 12.5% unused),
+  // so that slightly different shapes share blocks.
+  static std::size_t size_class(std::size_t bytes) {
+    if (bytes < kMinCached) return std::max<std::size_t>(bytes, 1);
+    const std::size_t step = std::bit_floor(bytes) / 8;
+    return (bytes + step - 1) / step * step;
+  }
+
+  // Never destroyed: a tensor with static storage duration may be freed after any destructor.
+  static TensorStorage& instance() {
+    static TensorStorage* storage = new TensorStorage;
+    return *storage;
+  }
+
+  std::mutex mutex_;
+  std::vector<std::pair<std::size_t, void*>> free_;  // (capacity, block)
+  std::size_t cached_ = 0;
+};
+
+template <class T>
+struct StorageRelease {
+  std::size_t capacity = 0;
+  void operator()(T* p) const noexcept { TensorStorage::release(p, capacity); }
+};
+
+}  // namespace detail
+
 template <class T>
 class Tensor {
+  static_assert(std::is_trivially_destructible_v<T>, "Tensor holds trivially destructible values");
+
  public:
   Tensor() = default;
-  // Zero-filled.
-  explicit Tensor(const Shape& shape) : shape_(shape), data_(new T[std::size_t(shape.numel())]()) {}
+  // Zero-filled (value-initialised).
+  explicit Tensor(const Shape& shape) : Tensor(shape, T{}) {}
   Tensor(const Shape& shape, T fill) : Tensor(shape, Uninitialized{}) {
     std::fill_n(data_.get(), size(), fill);
   }
@@ -53,7 +145,7 @@ class Tensor {
   static Tensor uninitialized(const Shape& shape) { return Tensor(shape, Uninitialized{}); }
   Tensor(const Tensor& o) : shape_(o.shape_) {
     if (o.empty()) return;  // an absent tensor stays absent (a rank-0 shape would hold one element)
-    data_ = std::make_unique_for_overwrite<T[]>(std::size_t(shape_.numel()));
+    *this = Tensor(shape_, Uninitialized{});
     std::copy_n(o.data(), o.size(), data());
   }
   Tensor(Tensor&&) noexcept = default;
@@ -95,8 +187,15 @@ class Tensor {
 
  private:
   struct Uninitialized {};
-  Tensor(const Shape& shape, Uninitialized)
-      : shape_(shape), data_(std::make_unique_for_overwrite<T[]>(std::size_t(shape.numel()))) {}
+  Tensor(const Shape& shape, Uninitialized) : shape_(shape) {
+    const std::size_t n = std::size_t(shape.numel());
+    std::size_t capacity = 0;
+    T* p = static_cast<T*>(detail::TensorStorage::acquire(n * sizeof(T), capacity));
+    std::uninitialized_default_construct_n(p, n);  // no-op for arithmetic types
+    data_ = Storage(p, detail::StorageRelease<T>{capacity});
+  }
+
+  using Storage = std::unique_ptr<T[], detail::StorageRelease<T>>;
 
   template <class... I>
   std::int64_t offset(I... idx) const {
@@ -107,7 +206,7 @@ class Tensor {
   }
 
   Shape shape_;
-  std::unique_ptr<T[]> data_;
+  Storage data_;
 };
 
 }  // namespace gecko
