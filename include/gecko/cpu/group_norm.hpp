@@ -9,18 +9,21 @@
 // no affine), nffn.norm (LN over D, affine).
 
 #include <Eigen/Core>
+#include <cmath>
+#include <cstdint>
 #include <type_traits>
 
 #include "gecko/core/error.hpp"
 #include "gecko/core/shape.hpp"
 #include "gecko/core/tensor.hpp"
+#include "gecko/core/threads.hpp"
 
 namespace gecko::cpu {
 
 namespace detail {
 
 template <class T>
-using GroupRows = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using GroupRow = Eigen::Array<T, Eigen::Dynamic, 1>;
 
 template <class T>
 void check_group_norm(const char* op, const Tensor<T>& x, int groups, double eps,
@@ -36,19 +39,28 @@ void check_group_norm(const char* op, const Tensor<T>& x, int groups, double eps
   if (bias) check_shape(op, "bias", bias->shape(), Shape{F});
 }
 
-// y (tokens, F) ← y · (1 + w) + b, each part only where given.
-template <class T>
-void apply_group_norm_affine(Tensor<T>& y, const Tensor<T>* weight, const Tensor<T>* bias) {
-  const std::int64_t F = y.dim(y.rank() - 1);
-  Eigen::Map<GroupRows<T>> Y(y.data(), y.size() / F, F);
-  if (weight) {
-    Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>> w(weight->data(), F);
-    Y.rowwise() *= (T(1) + w);
-  }
-  if (bias) {
-    Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>> b(bias->data(), F);
-    Y.rowwise() += b;
-  }
+// Calls f(x_group, y_group, g_group, b_group) for every (token, group) of x (..., F), each an
+// Eigen array of F/groups channels; g = 1 + weight and b = bias are empty where absent. Tokens are
+// split over threads; `per_element` is the work of one channel (for the split).
+template <class T, class F>
+Tensor<T> map_groups(const Tensor<T>& x, int groups, const std::type_identity_t<Tensor<T>>* weight,
+                     const std::type_identity_t<Tensor<T>>* bias, double per_element, F&& f) {
+  const std::int64_t features = x.dim(x.rank() - 1), n = features / groups;
+  const std::int64_t tokens = x.size() / features;
+  GroupRow<T> scale;
+  if (weight) scale = T(1) + Eigen::Map<const GroupRow<T>>(weight->data(), features);
+  auto y = Tensor<T>::uninitialized(x.shape());
+  parallel_for(tokens, per_element * double(x.size()), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r)
+      for (std::int64_t k = 0; k < groups; ++k) {
+        const std::int64_t at = r * features + k * n;
+        using ConstGroup = Eigen::Map<const GroupRow<T>>;
+        f(ConstGroup(x.data() + at, n), Eigen::Map<GroupRow<T>>(y.data() + at, n),
+          ConstGroup(weight ? scale.data() + k * n : nullptr, weight ? n : 0),
+          ConstGroup(bias ? bias->data() + k * n : nullptr, bias ? n : 0));
+      }
+  });
+  return y;
 }
 
 }  // namespace detail
@@ -59,15 +71,13 @@ template <class T>
 Tensor<T> group_rms_norm(const Tensor<T>& x, int groups, double eps,
                          const std::type_identity_t<Tensor<T>>* weight) {
   detail::check_group_norm<T>("group_rms_norm", x, groups, eps, weight, nullptr);
-  const std::int64_t F = x.dim(x.rank() - 1), group_size = F / groups;
-  const std::int64_t rows = x.size() / group_size;  // one row per (token, group)
-  Tensor<T> y(x.shape());
-  Eigen::Map<const detail::GroupRows<T>> X(x.data(), rows, group_size);
-  Eigen::Map<detail::GroupRows<T>> Y(y.data(), rows, group_size);
-  const Eigen::Array<T, Eigen::Dynamic, 1> rho = (X.square().rowwise().mean() + T(eps)).rsqrt();
-  Y = X.colwise() * rho;
-  detail::apply_group_norm_affine<T>(y, weight, nullptr);
-  return y;
+  return detail::map_groups(x, groups, weight, nullptr, 4, [eps](auto xg, auto yg, auto g, auto) {
+    const T rho = T(1) / std::sqrt(xg.square().mean() + T(eps));
+    if (g.size() > 0)
+      yg = (xg * rho) * g;
+    else
+      yg = xg * rho;
+  });
 }
 
 // x (..., F) → y (..., F). weight (F) raw (scale 1 + weight), bias (F); either may be nullptr.
@@ -76,18 +86,19 @@ Tensor<T> group_layer_norm(const Tensor<T>& x, int groups, double eps,
                            const std::type_identity_t<Tensor<T>>* weight,
                            const std::type_identity_t<Tensor<T>>* bias) {
   detail::check_group_norm<T>("group_layer_norm", x, groups, eps, weight, bias);
-  const std::int64_t F = x.dim(x.rank() - 1), group_size = F / groups;
-  const std::int64_t rows = x.size() / group_size;  // one row per (token, group)
-  Tensor<T> y(x.shape());
-  Eigen::Map<const detail::GroupRows<T>> X(x.data(), rows, group_size);
-  Eigen::Map<detail::GroupRows<T>> Y(y.data(), rows, group_size);
-  // Two passes (mean, then the spread around it) avoid the cancellation of E[x²] − E[x]².
-  const Eigen::Array<T, Eigen::Dynamic, 1> mu = X.rowwise().mean();
-  Y = X.colwise() - mu;
-  const Eigen::Array<T, Eigen::Dynamic, 1> rho = (Y.square().rowwise().mean() + T(eps)).rsqrt();
-  Y.colwise() *= rho;
-  detail::apply_group_norm_affine<T>(y, weight, bias);
-  return y;
+  return detail::map_groups(x, groups, weight, bias, 7, [eps](auto xg, auto yg, auto g, auto b) {
+    // Two passes (mean, then the spread around it) avoid the cancellation of E[x²] − E[x]².
+    yg = xg - xg.mean();
+    const T rho = T(1) / std::sqrt(yg.square().mean() + T(eps));
+    if (g.size() > 0 && b.size() > 0)
+      yg = (yg * rho) * g + b;
+    else if (g.size() > 0)
+      yg = (yg * rho) * g;
+    else if (b.size() > 0)
+      yg = yg * rho + b;
+    else
+      yg *= rho;
+  });
 }
 
 }  // namespace gecko::cpu
