@@ -12,6 +12,7 @@
 #include "gecko/core/error.hpp"
 #include "gecko/core/shape.hpp"
 #include "gecko/core/tensor.hpp"
+#include "gecko/core/threads.hpp"
 #include "gecko/cpu/group_norm.hpp"
 #include "gecko/cpu/linear.hpp"
 
@@ -47,19 +48,24 @@ Tensor<T> feed_forward(const Tensor<T>& x, const Tensor<T>& residual, const Feed
   const bool affine = !p.norm_weight.empty();
   const Tensor<T> n = group_layer_norm(x, p.groups, p.eps, affine ? &p.norm_weight : nullptr,
                                        affine ? &p.norm_bias : nullptr);  // (B, L, D)
-  Tensor<T> hidden = linear(n, p.fc1);                                    // (B, L, F)
-  for (T& h : hidden.span()) h = h / (T(1) + std::exp(-h));               // silu
-  if (!p.fc3.empty()) {
-    const Tensor<T> gate = linear(n, p.fc3);
-    for (std::int64_t i = 0; i < hidden.size(); ++i) hidden[i] *= gate[i];
-  }
+  Tensor<T> hidden = linear(n, p.fc1);  // (B, L, F)
+  const Tensor<T> gate = p.fc3.empty() ? Tensor<T>() : linear(n, p.fc3);
+  parallel_for(hidden.size(), 8.0 * double(hidden.size()), [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const T h = hidden[i] / (T(1) + std::exp(-hidden[i]));  // silu
+      hidden[i] = gate.empty() ? h : h * gate[i];
+    }
+  });
   Tensor<T> out = linear(hidden, p.fc2);  // (B, L, D)
   const std::int64_t rows = out.size() / D;
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t d = 0; d < D; ++d) {
-      T& o = out[r * D + d];
-      o = (p.alpha.empty() ? o : p.alpha[d] * o) + residual[r * D + d];
-    }
+  for (std::int64_t r = 0; r < rows; ++r) {
+    T* o = out.data() + r * D;
+    const T* res = residual.data() + r * D;
+    if (p.alpha.empty())
+      for (std::int64_t d = 0; d < D; ++d) o[d] = o[d] + res[d];
+    else
+      for (std::int64_t d = 0; d < D; ++d) o[d] = p.alpha[d] * o[d] + res[d];
+  }
   return out;
 }
 

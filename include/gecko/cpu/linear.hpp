@@ -26,14 +26,18 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>* b
 
   Shape y_shape = x.shape();
   y_shape[y_shape.rank - 1] = out;
-  Tensor<T> y(y_shape);
+  auto y = Tensor<T>::uninitialized(y_shape);
   const std::int64_t rows = x.size() / in;
   using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Eigen::Map<const RowMajor> X(x.data(), rows, in);
   Eigen::Map<const RowMajor> W(weight.data(), out, in);
   Eigen::Map<RowMajor> Y(y.data(), rows, out);
-  Y.noalias() = X * W.transpose();
-  if (bias) Y.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias->data(), out);
+  if (bias) {  // the product accumulates onto the bias: no separate pass over y
+    Y.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias->data(), out);
+    Y.noalias() += X * W.transpose();
+  } else {
+    Y.noalias() = X * W.transpose();
+  }
   return y;
 }
 
