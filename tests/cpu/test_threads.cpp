@@ -11,6 +11,7 @@
 
 #include "gecko/core/threads.hpp"
 #include "gecko/cpu/cema.hpp"
+#include "gecko/cpu/feed_forward.hpp"
 #include "gecko/cpu/sliding_chunk_attention.hpp"
 #include "gecko/cpu/timestep_norm.hpp"
 #include "gecko/cpu/working_memory.hpp"
@@ -184,5 +185,27 @@ TEST_CASE_TEMPLATE("threads: the working memory gives the same bits with 1, 2 an
     results.push_back(state.key);
     results.push_back(state.memory);
     return results;
+  });
+}
+
+TEST_CASE_TEMPLATE("threads: linear, feed_forward and the group norms give the same bits with 1, 2 and 3 threads", T, float, double) {
+  const std::int64_t B = 3, L = 401, D = 40, F = 24;  // 1203 rows: blocks of 512, 512 and 179
+  const auto x = random_tensor<T>({B, L, D}, 41), residual = random_tensor<T>({B, L, D}, 42);
+  const auto w = random_tensor<T>({F, D}, 43, 0.2), bias = random_tensor<T>({F}, 44);
+  cpu::FeedForwardParams<T> p;
+  p.norm_weight = random_tensor<T>({D}, 45, 0.1);
+  p.norm_bias = random_tensor<T>({D}, 46, 0.1);
+  p.fc1 = w;
+  p.fc3 = random_tensor<T>({F, D}, 47, 0.2);
+  p.fc2 = random_tensor<T>({D, F}, 48, 0.2);
+  p.alpha = random_tensor<T>({D}, 49);
+  p.groups = 2;
+  const auto wide = random_tensor<T>({B, L, 4 * D}, 50);  // enough work for 3 workers in the norms
+  const auto wide_weight = random_tensor<T>({4 * D}, 51, 0.1);
+  check_thread_count_independent([&] {
+    return std::vector<Tensor<T>>{cpu::linear(x, w, &bias), cpu::linear(x, w),
+                                  cpu::feed_forward(x, residual, p),
+                                  cpu::group_rms_norm(wide, 4, 1e-5, &wide_weight),
+                                  cpu::group_layer_norm(wide, 8, 1e-5, &wide_weight, &wide_weight)};
   });
 }

@@ -3,13 +3,20 @@
 // without transposing. x may have any leading dimensions: (..., in) → (..., out).
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstdint>
 
 #include "gecko/core/error.hpp"
 #include "gecko/core/shape.hpp"
 #include "gecko/core/tensor.hpp"
+#include "gecko/core/threads.hpp"
 
 namespace gecko::cpu {
+
+// Rows of x per product. The blocks are split over threads; their size is fixed, so that every row
+// is computed by the same product (Eigen's kernels sum a row differently depending on where it
+// falls in the block) whatever the number of threads.
+inline constexpr std::int64_t kLinearRowBlock = 512;
 
 // x (..., in); weight (out, in); bias (out) or nullptr. Returns (..., out).
 template <class T>
@@ -32,12 +39,19 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>* b
   Eigen::Map<const RowMajor> X(x.data(), rows, in);
   Eigen::Map<const RowMajor> W(weight.data(), out, in);
   Eigen::Map<RowMajor> Y(y.data(), rows, out);
-  if (bias) {  // the product accumulates onto the bias: no separate pass over y
-    Y.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias->data(), out);
-    Y.noalias() += X * W.transpose();
-  } else {
-    Y.noalias() = X * W.transpose();
-  }
+  const std::int64_t blocks = (rows + kLinearRowBlock - 1) / kLinearRowBlock;
+  parallel_for(blocks, 2.0 * double(rows) * double(in) * double(out), [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t blk = b0; blk < b1; ++blk) {
+      const std::int64_t r0 = blk * kLinearRowBlock, n = std::min(kLinearRowBlock, rows - r0);
+      auto Yb = Y.middleRows(r0, n);
+      if (bias) {  // the product accumulates onto the bias: no separate pass over y
+        Yb.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias->data(), out);
+        Yb.noalias() += X.middleRows(r0, n) * W.transpose();
+      } else {
+        Yb.noalias() = X.middleRows(r0, n) * W.transpose();
+      }
+    }
+  });
   return y;
 }
 
