@@ -7,6 +7,8 @@
 #include <cstring>
 #include <random>
 #include <stdexcept>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "gecko/core/threads.hpp"
@@ -15,6 +17,9 @@
 #include "gecko/cpu/sliding_chunk_attention.hpp"
 #include "gecko/cpu/timestep_norm.hpp"
 #include "gecko/cpu/working_memory.hpp"
+#include "gecko/model/checkpoint.hpp"
+#include "gecko/policy/presets.hpp"
+#include "test_model_helpers.hpp"
 
 using namespace gecko;
 
@@ -207,5 +212,26 @@ TEST_CASE_TEMPLATE("threads: linear, feed_forward and the group norms give the s
                                   cpu::feed_forward(x, residual, p),
                                   cpu::group_rms_norm(wide, 4, 1e-5, &wide_weight),
                                   cpu::group_layer_norm(wide, 8, 1e-5, &wide_weight, &wide_weight)};
+  });
+}
+
+TEST_CASE_TEMPLATE("threads: a whole model gives the same logits and state with 1, 2 and 3 threads", T, float,
+                   double) {
+  // Every non-default flag, documents; a prefill of 16 chunks (sized for several workers in every
+  // op) and then a single-token step.
+  const auto f = testing::open_golden("model_variants");
+  const auto model = model::load_model<policy::Gecko, T>(f->path());
+  std::mt19937 rng(7);
+  const std::int64_t C = model.config().chunk_size;
+  const auto tokens = testing::random_tokens(rng, 3, 16 * C + 1, C, model.config().vocab_size, model.bos_id());
+  const auto prefill = testing::time_slice(tokens, 0, 16 * C), step = testing::time_slice(tokens, 16 * C, 16 * C + 1);
+  check_thread_count_independent([&] {
+    model::ModelState<T> state;
+    std::vector<Tensor<T>> results{model.forward(prefill, state, true), model.forward(step, state, true)};
+    visit_state(state, [&](const std::string&, const auto& t) {
+      using X = std::remove_cvref_t<decltype(t[0])>;
+      if constexpr (std::is_same_v<X, T>) results.push_back(t);
+    });
+    return results;
   });
 }
