@@ -36,11 +36,10 @@ struct TensorView {
       : data(d), shape(s), strides(contiguous_strides(s)), space(sp) {}
   TensorView(T* d, const Shape& s, const Shape& st, Space sp)
       : data(d), shape(s), strides(st), space(sp) {}
-  operator TensorView<const T>() const
-    requires(!std::is_const_v<T>)
-  {
-    return {data, shape, strides, space};
-  }
+  // A view of mutable elements converts to a view of const ones.
+  template <class U>
+    requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
+  TensorView(const TensorView<U>& o) : data(o.data), shape(o.shape), strides(o.strides), space(o.space) {}
 
   GECKO_HOST_DEVICE std::int64_t numel() const { return shape.numel(); }
   GECKO_HOST_DEVICE int rank() const { return shape.rank; }
