@@ -1,0 +1,381 @@
+// The GPU model (cuda/model.cuh) in float32, against the golden files and against the CPU model:
+//   * golden model_single_doc and model_variants: the logits of one call and of every streaming
+//     schedule, and the final state (ModelState::to_host), at the README tolerance 1e-4;
+//   * golden mega_* and block_*: one layer's output and its state after the call, from the
+//     golden incoming state;
+//   * random piece schedules against one call, and the GPU against the CPU model on seeded
+//     random models: documents with bos resets, batch > 1, a head shape beyond the tiles'
+//     first multiple, the seeded tiny preset, Gecko without the working memory;
+//   * bad calls refused with the CPU model's messages; device memory constant along a stream.
+// Every scratch activation and every new window and memory buffer is poisoned with NaN
+// (Model::set_poison), and so are the logits before each call: an element that no kernel writes
+// turns into a NaN, which fails every comparison (the README metric reports +inf for it).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/test_model_helpers.hpp"
+#include "cuda_test_support.hpp"
+#include "gecko/cuda.cuh"
+#include "gecko/cuda/model.cuh"
+#include "gecko/model/checkpoint.hpp"
+#include "gecko/model/init.hpp"
+#include "gecko/model/presets.hpp"
+#include "gecko/policy/presets.hpp"
+
+using namespace gecko;
+namespace gpu = gecko::cuda;
+
+namespace {
+
+constexpr double kTolerance = 1e-4;  // the README's float32 tolerance
+
+template <class Policy>
+using GpuModel = gpu::Model<Policy, float>;
+
+// Feeds tokens through the GPU model in the given pieces, each into NaN-poisoned logits; returns
+// the pieces' logits joined along time (B, L, V) on the host.
+template <class Policy>
+Tensor<float> gpu_stream(GpuModel<Policy>& model, const Tensor<std::int64_t>& tokens,
+                         const std::vector<std::int64_t>& schedule, gpu::ModelState<float>& state, bool multi) {
+  const std::int64_t B = tokens.dim(0), L = tokens.dim(1), V = model.config().output_dim();
+  Tensor<float> joined({B, L, V});
+  std::int64_t at = 0;
+  for (const std::int64_t n : schedule) {
+    gpu::DeviceBuffer<float> logits(Tensor<float>({B, n, V}, std::numeric_limits<float>::quiet_NaN()),
+                                    model.stream());
+    model.forward(testing::time_slice(tokens, at, at + n), state, multi, logits.view());
+    const Tensor<float> piece = logits.to_host(model.stream());
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t t = 0; t < n; ++t)
+        for (std::int64_t v = 0; v < V; ++v) joined(b, at + t, v) = piece(b, t, v);
+    at += n;
+  }
+  REQUIRE(at == L);
+  return joined;
+}
+
+std::string schedule_text(const std::vector<std::int64_t>& schedule) {
+  std::string text;
+  for (const auto n : schedule) text += std::to_string(n) + " ";
+  return text;
+}
+
+// ---------------------------------------------------------------- golden model files
+
+void check_model_file(const std::string& name) {
+  const auto f = testing::open_golden(name);
+  auto model = gpu::load_model<policy::Gecko, float>(f->path());
+  model.set_poison(true);
+  const Tensor<std::int64_t> tokens = f->get<std::int64_t>("in.tokens");
+  const bool multi = f->get<bool>("in.multi_segments")[0];
+  const bool has_state = f->contains("out.cache.layers.0.sca.kv_count");
+
+  gpu::ModelState<float> state;
+  const Tensor<float> logits = gpu_stream(model, tokens, {tokens.dim(1)}, state, multi);
+  const Tensor<float> golden = f->get<float>("out.logits");
+  testing::check_close("out.logits", logits, golden, kTolerance);
+  double state_rel = 0;
+  if (has_state) state_rel = testing::check_state_against(*f, "out.", state.to_host(model.stream()), "out.cache.", kTolerance);
+  MESSAGE(name, " (GPU float32) one call: logits rel ", testing::rel_error(logits, golden), ", state rel ", state_rel);
+
+  int schedules = 0;
+  for (int k = 0; f->contains("in.stream" + std::to_string(k) + ".schedule"); ++k, ++schedules) {
+    const std::string prefix = "stream" + std::to_string(k);
+    const auto stored = f->get<std::int64_t>("in." + prefix + ".schedule");
+    const std::vector<std::int64_t> schedule(stored.data(), stored.data() + stored.size());
+    INFO(prefix, ": ", schedule_text(schedule));
+    gpu::ModelState<float> s;
+    const Tensor<float> streamed = gpu_stream(model, tokens, schedule, s, multi);
+    const Tensor<float> golden_streamed = f->get<float>("out." + prefix + ".logits");
+    testing::check_close("out." + prefix + ".logits", streamed, golden_streamed, kTolerance);
+    double srel = 0;
+    if (has_state) srel = testing::check_state_against(*f, "out.", s.to_host(model.stream()), "out.cache.", kTolerance);
+    MESSAGE(name, " (GPU float32) ", prefix, " (", schedule.size(), " pieces): logits rel ",
+            testing::rel_error(streamed, golden_streamed), ", final state rel ", srel);
+  }
+  CHECK(schedules >= 2);
+}
+
+TEST_CASE("cuda model: golden model_single_doc, one call and every streaming schedule") {
+  check_model_file("model_single_doc");
+}
+
+TEST_CASE("cuda model: golden model_variants (every non-default flag, multi_segments)") {
+  check_model_file("model_variants");
+}
+
+// ---------------------------------------------------------------- golden layer files
+
+struct GoldenLayerCall {
+  gpu::DeviceBuffer<float> x, rope;
+  gpu::DeviceBuffer<bool> bos;
+  gpu::DeviceBuffer<std::int64_t> seg, window_seg, mem_seg;
+
+  GoldenLayerCall(const io::SafetensorsFile& f, cudaStream_t stream)
+      : x(f.get_as<float>("in.x"), stream), rope(f.get_as<float>("in.freqs_cis"), stream) {
+    if (f.contains("in.bos_mask")) bos = gpu::DeviceBuffer<bool>(f.get<bool>("in.bos_mask"), stream);
+    if (f.contains("in.segment_idx")) seg = gpu::DeviceBuffer<std::int64_t>(f.get<std::int64_t>("in.segment_idx"), stream);
+    if (f.contains("in.prev_segment_idx"))
+      window_seg = gpu::DeviceBuffer<std::int64_t>(f.get<std::int64_t>("in.prev_segment_idx"), stream);
+    if (f.contains("in.prev_segment_count"))
+      mem_seg = gpu::DeviceBuffer<std::int64_t>(f.get<std::int64_t>("in.prev_segment_count"), stream);
+  }
+
+  gpu::LayerInputs inputs() const {
+    return {rope.view(), gpu::detail::view_or_none(bos), gpu::detail::view_or_none(seg),
+            gpu::detail::view_or_none(window_seg), gpu::detail::view_or_none(mem_seg)};
+  }
+};
+
+// One MEGA sub-layer (block = false) or one block of a golden layer file on the GPU.
+void check_layer_file(const std::string& name, bool block) {
+  const auto f = testing::open_golden(name);
+  const model::Config config = model::Config::from_json(*f->meta("config"));
+  layers::BlockParams<float> p;
+  model::TensorReader<float> reader(*f);
+  if (block)
+    layers::visit_block_parameters<policy::Gecko>(p, config, reader);
+  else
+    layers::visit_mega_parameters<policy::Gecko>(p.mega, config, reader);
+  reader.check_nothing_left();
+
+  gpu::Runner<float> rt;
+  rt.scratch.poison = true;
+  const cudaStream_t stream = rt.stream();
+  std::optional<gpu::Block<policy::Gecko, float>> block_layer;
+  std::optional<gpu::Mega<policy::Gecko, float>> mega_layer;
+  if (block)
+    block_layer.emplace(config, p, stream);
+  else
+    mega_layer.emplace(config, p.mega, stream);
+  const gpu::Mega<policy::Gecko, float>& mega = block ? block_layer->mega() : *mega_layer;
+
+  const GoldenLayerCall call(*f, stream);
+  const Shape shape = call.x.shape();
+  const auto host_state = testing::read_layer_state<float>(*f, "in.cache.");
+  CHECK(host_state.kv_count == f->get<std::int64_t>("in.rope_start")[0]);
+  gpu::LayerState<float> state = mega.state_from_host(host_state, shape[0], stream);
+  gpu::DeviceBuffer<float> y(Tensor<float>(shape, std::numeric_limits<float>::quiet_NaN()), stream);
+  if (block)
+    block_layer->forward(call.x.view(), call.inputs(), state, rt, y.view());
+  else
+    mega.forward(call.x.view(), call.inputs(), state, rt, y.view());
+
+  const Tensor<float> out = y.to_host(stream), golden = f->get<float>("out.y");
+  testing::check_close("out.y", out, golden, kTolerance);
+  const double state_rel =
+      testing::check_state_against(*f, "out.cache.", state.to_host(stream), "out.cache.", kTolerance);
+  MESSAGE(name, " (GPU float32): out.y rel ", testing::rel_error(out, golden), ", state rel ", state_rel);
+}
+
+TEST_CASE("cuda model: golden mega_fresh") { check_layer_file("mega_fresh", false); }
+TEST_CASE("cuda model: golden mega_continue_segments (prefill after a cached chunk, documents)") {
+  check_layer_file("mega_continue_segments", false);
+}
+TEST_CASE("cuda model: golden mega_tail_segments (a tail of C/2 tokens, documents)") {
+  check_layer_file("mega_tail_segments", false);
+}
+TEST_CASE("cuda model: golden block_fresh") { check_layer_file("block_fresh", true); }
+TEST_CASE("cuda model: golden block_continue_segments") { check_layer_file("block_continue_segments", true); }
+
+// ---------------------------------------------------------------- against the CPU model
+
+// The CPU model's logits and state after one pass over the tokens; then, for each of `schedules`
+// random piece schedules and for one GPU call of the whole sequence, the GPU's logits and final
+// state against them.
+template <class Policy>
+void check_against_cpu(const model::Config& config, const model::ModelParams<float>& params,
+                       const Tensor<std::int64_t>& tokens, bool multi, std::mt19937& rng, int schedules) {
+  const model::Model<Policy, float> cpu_model(config, params, 1);
+  model::ModelState<float> cpu_state;
+  const Tensor<float> cpu_logits = cpu_model.feed(tokens, cpu_state, multi);
+
+  GpuModel<Policy> model(config, params, 1);
+  model.set_poison(true);
+  const std::int64_t C = config.chunk_size, L = tokens.dim(1);
+  {
+    gpu::ModelState<float> state;
+    const Tensor<float> logits = model.feed(tokens, state, multi).to_host(model.stream());
+    const double rel = testing::rel_error(logits, cpu_logits);
+    MESSAGE("one call: GPU vs CPU logits rel ", rel);
+    CHECK(rel <= kTolerance);
+    testing::check_states_equal(state.to_host(model.stream()), cpu_state, kTolerance);
+  }
+  for (int k = 0; k < schedules; ++k) {
+    const auto schedule = testing::random_schedule(rng, L, C);
+    INFO("schedule ", schedule_text(schedule));
+    gpu::ModelState<float> state;
+    const Tensor<float> logits = gpu_stream(model, tokens, schedule, state, multi);
+    const double rel = testing::rel_error(logits, cpu_logits);
+    MESSAGE("schedule of ", schedule.size(), " pieces: GPU vs CPU logits rel ", rel);
+    CHECK(rel <= kTolerance);
+    testing::check_states_equal(state.to_host(model.stream()), cpu_state, kTolerance);
+  }
+}
+
+TEST_CASE("cuda model: random schedules with documents equal the CPU model (model_variants flags, batch 3)") {
+  const auto f = testing::open_golden("model_variants");
+  const model::Config config = model::read_config(*f);
+  std::mt19937 rng(11);
+  const auto params = testing::random_model_params<policy::Gecko, float>(config, rng);
+  const Tensor<std::int64_t> tokens =
+      testing::random_tokens(rng, 3, 6 * config.chunk_size, config.chunk_size, config.vocab_size, 1);
+  check_against_cpu<policy::Gecko>(config, params, tokens, true, rng, 4);
+}
+
+TEST_CASE("cuda model: random schedules without documents equal the CPU model (model_single_doc config)") {
+  const auto f = testing::open_golden("model_single_doc");
+  const model::Config config = model::read_config(*f);
+  std::mt19937 rng(12);
+  const auto params = testing::random_model_params<policy::Gecko, float>(config, rng);
+  const Tensor<std::int64_t> tokens =
+      testing::random_tokens(rng, 2, 5 * config.chunk_size, config.chunk_size, config.vocab_size, 1);
+  check_against_cpu<policy::Gecko>(config, params, tokens, false, rng, 3);
+}
+
+TEST_CASE("cuda model: the seeded tiny preset equals the CPU model (documents, batch 2)") {
+  const model::Config config = model::preset_config("tiny");
+  const auto params = model::init_params<policy::Gecko, float>(config, 7);
+  std::mt19937 rng(13);
+  const Tensor<std::int64_t> tokens =
+      testing::random_tokens(rng, 2, 4 * config.chunk_size, config.chunk_size, config.vocab_size, 1);
+  check_against_cpu<policy::Gecko>(config, params, tokens, true, rng, 2);
+}
+
+// Head dims past the kernels' first tiles (dk 64, dv 256), CEMA order 16, several groups.
+TEST_CASE("cuda model: a larger head shape equals the CPU model (documents, batch 2)") {
+  model::Config config;
+  config.num_layers = 2;
+  config.model_dim = 256;
+  config.z_dim = 128;
+  config.value_dim = 512;
+  config.num_heads = 2;
+  config.ffn_hidden_dim = 384;
+  config.cema_ndim = 16;
+  config.chunk_size = 64;
+  config.vocab_size = 500;
+  config.timenorm_num_groups = 16;
+  config.layernorm_num_groups = 4;
+  std::mt19937 rng(14);
+  const auto params = testing::random_model_params<policy::Gecko, float>(config, rng);
+  const Tensor<std::int64_t> tokens =
+      testing::random_tokens(rng, 2, 3 * config.chunk_size, config.chunk_size, config.vocab_size, 1);
+  check_against_cpu<policy::Gecko>(config, params, tokens, true, rng, 2);
+}
+
+TEST_CASE("cuda model: Gecko without the working memory equals the CPU model") {
+  const auto f = testing::open_golden("model_variants");
+  const model::Config config = model::read_config(*f);
+  std::mt19937 rng(15);
+  const auto params = testing::random_model_params<policy::GeckoNoMemory, float>(config, rng);
+  const Tensor<std::int64_t> tokens =
+      testing::random_tokens(rng, 2, 4 * config.chunk_size, config.chunk_size, config.vocab_size, 1);
+  check_against_cpu<policy::GeckoNoMemory>(config, params, tokens, true, rng, 2);
+}
+
+// ---------------------------------------------------------------- streams, memory, errors
+
+TEST_CASE("cuda model: feed splits tokens from any position as the CPU model does, on a stream of its own") {
+  const auto f = testing::open_golden("model_variants");
+  const auto cpu_model = model::load_model<policy::Gecko, float>(f->path());
+  cudaStream_t stream = nullptr;
+  REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
+  {
+    auto model = gpu::load_model<policy::Gecko, float>(f->path(), stream);
+    model.set_poison(true);
+    CHECK(model.stream() == stream);
+    const Tensor<std::int64_t> tokens = f->get<std::int64_t>("in.tokens");
+    model::ModelState<float> cpu_state;
+    gpu::ModelState<float> state;
+    // 5 tokens, then 40 from position 5 (single tokens to 16, a chunk, a tail of 13), then 19.
+    for (const auto& [begin, end] : std::vector<std::pair<std::int64_t, std::int64_t>>{{0, 5}, {5, 45}, {45, 64}}) {
+      INFO("tokens [", begin, ", ", end, ")");
+      const Tensor<std::int64_t> piece = testing::time_slice(tokens, begin, end);
+      const Tensor<float> want = cpu_model.feed(piece, cpu_state, true);
+      const Tensor<float> got = model.feed(piece, state, true).to_host(stream);
+      const double rel = testing::rel_error(got, want);
+      MESSAGE("feed [", begin, ", ", end, "): GPU vs CPU logits rel ", rel);
+      CHECK(rel <= kTolerance);
+    }
+    testing::check_states_equal(state.to_host(stream), cpu_state, kTolerance);
+    CHECK(state.position() == 64);
+  }
+  CHECK(cudaStreamDestroy(stream) == cudaSuccess);
+}
+
+TEST_CASE("cuda model: device memory is constant along a stream") {
+  const model::Config config = model::preset_config("tiny");
+  GpuModel<policy::Gecko> model(config, model::init_params<policy::Gecko, float>(config, 3));
+  const std::int64_t C = config.chunk_size;
+  gpu::ModelState<float> state;
+  std::mt19937 rng(16);
+  std::uniform_int_distribution<std::int64_t> token(0, config.vocab_size - 1);
+  auto piece = [&](std::int64_t n) {
+    Tensor<std::int64_t> t({1, n});
+    for (auto& v : t.span()) v = token(rng);
+    return model.forward(t, state, true);
+  };
+  for (int round = 0; round < 2; ++round) {  // a prefill of 2C, then C single-token steps
+    piece(2 * C);
+    for (std::int64_t i = 0; i < C; ++i) piece(1);
+  }
+  const std::int64_t state_bytes = state.bytes(), scratch_bytes = model.scratch_bytes();
+  CHECK(state_bytes > 0);
+  for (int round = 0; round < 8; ++round) {
+    piece(2 * C);
+    for (std::int64_t i = 0; i < C; ++i) piece(1);
+  }
+  CHECK(state.position() == 10 * 3 * C);
+  CHECK(state.bytes() == state_bytes);
+  CHECK(model.scratch_bytes() == scratch_bytes);
+  const auto host = state.to_host(model.stream());
+  CHECK(host.layers.front().window.length() == C);  // the last complete chunk
+}
+
+TEST_CASE("cuda model: bad calls are refused with the CPU model's messages") {
+  const auto f = testing::open_golden("model_single_doc");
+  auto model = gpu::load_model<policy::Gecko, float>(f->path());
+  const Tensor<std::int64_t> tokens = f->get<std::int64_t>("in.tokens");  // (2, 64), C = 16
+  gpu::ModelState<float> state;
+  CHECK_THROWS_WITH_AS(model.forward(testing::time_slice(tokens, 0, 20), state),
+                       doctest::Contains("forward: a piece of L >= C tokens must start and end on chunk boundaries"),
+                       gecko::Error);
+  CHECK(state.fresh());  // nothing ran
+  model.forward(testing::time_slice(tokens, 0, 3), state);
+  CHECK_THROWS_WITH_AS(model.forward(testing::time_slice(tokens, 3, 6), state),
+                       doctest::Contains("forward: a piece of 1 < L < C tokens must start on a chunk boundary"),
+                       gecko::Error);
+  Tensor<std::int64_t> one_row({1, 1});
+  CHECK_THROWS_WITH_AS(model.forward(one_row, state),
+                       "forward: the state was started with batch size 2, tokens has 1 rows", gecko::Error);
+  CHECK_THROWS_WITH_AS(model.forward(testing::time_slice(tokens, 3, 4), state, true),
+                       doctest::Contains("forward: multi_segments must be the same on every call of one state"),
+                       gecko::Error);
+  Tensor<std::int64_t> outside({2, 1}, 97);
+  CHECK_THROWS_WITH_AS(model.forward(outside, state),
+                       "forward: token 97 at (0, 0) is outside the vocabulary [0, 97)", gecko::Error);
+  gpu::DeviceBuffer<float> wrong(Shape{2, 2, 97});
+  CHECK_THROWS_WITH_AS(model.forward(testing::time_slice(tokens, 3, 4), state, false, wrong.view()),
+                       "forward: logits has shape [2, 2, 97], expected [2, 1, 97]", gecko::Error);
+  CHECK(state.position() == 3);  // the refused calls left the state alone
+}
+
+TEST_CASE("cuda model: parameters that do not fit the configuration are named") {
+  const auto f = testing::open_golden("model_single_doc");
+  const model::Config config = model::read_config(*f);
+  std::mt19937 rng(17);
+  auto params = testing::random_model_params<policy::Gecko, float>(config, rng);
+  params.layers[1].mega.wz_weight = Tensor<float>({config.z_dim, config.model_dim + 1});
+  CHECK_THROWS_WITH_AS(GpuModel<policy::Gecko>(config, params),
+                       doctest::Contains("layers.1.mega.wz.weight has shape [32, 65], expected [32, 64]"),
+                       gecko::Error);
+}
+
+}  // namespace
