@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "gecko/core/error.hpp"
@@ -152,56 +153,67 @@ Tensor<T> sliding_chunk_attention(const Tensor<T>& q, const Tensor<T>& k, const 
             ": window_seg is given without seg (segments must be used on every call or on none)");
   }
 
-  // Per (b, h): the keys and values of window ++ call gathered once, then one block per chunk of
-  // queries. The (b, h) pairs are split over threads; each worker allocates its buffers once.
   using Rows = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using ConstHeadRows = Eigen::Map<const Rows, 0, Eigen::OuterStride<>>;
   using HeadRows = Eigen::Map<Rows, 0, Eigen::OuterStride<>>;
   const std::int64_t first = start - Lk;  // absolute position of the first key (window ++ new)
   const std::int64_t N = Lk + L;
   auto y = Tensor<T>::uninitialized(Shape{B, L, H * dv});  // (B, L, H·dv)
+
+  // Per (b, h), one block per chunk of queries. Keys and values are read in place: a block's keys
+  // may lie partly in the window and partly in the call, and are then taken in two pieces. The
+  // (b, h) pairs are split over threads; each worker allocates its logits buffer once.
   const double work = 2.0 * double(B * H * L) * double(std::min(N, 2 * chunk)) * double(dk + dv);
   parallel_for(B * H, work, [&](std::int64_t i0, std::int64_t i1) {
-    Rows keys(N, dk), values(N, dv);                           // one head's window ++ new
     Rows logits(std::min(L, chunk), std::min(N, 2 * chunk));  // one chunk's block, reused
-    std::vector<std::int64_t> key_seg(std::size_t(segmented ? N : 0));
     for (std::int64_t i = i0; i < i1; ++i) {
       const std::int64_t b = i / H, h = i % H;
-      if (segmented)
-        for (std::int64_t j = 0; j < N; ++j)
-          key_seg[std::size_t(j)] = j < Lk ? (*window_seg)(b, j) : (*seg)(b, j - Lk);
-      if (Lk > 0) {
-        keys.topRows(Lk) = ConstHeadRows(&window.key(b, 0, h, 0), Lk, dk, Eigen::OuterStride<>(H * dk));
-        values.topRows(Lk) = ConstHeadRows(&window.value(b, 0, h, 0), Lk, dv, Eigen::OuterStride<>(H * dv));
-      }
-      keys.bottomRows(L) = ConstHeadRows(&k(b, 0, h, 0), L, dk, Eigen::OuterStride<>(H * dk));
-      values.bottomRows(L) = ConstHeadRows(&v(b, 0, h, 0), L, dv, Eigen::OuterStride<>(H * dv));
+      // Rows [begin, begin + n) of the window's / the call's keys and values of head h.
+      auto window_rows = [&](std::int64_t begin, std::int64_t n) {
+        return std::pair{ConstHeadRows(&window.key(b, begin, h, 0), n, dk, Eigen::OuterStride<>(H * dk)),
+                         ConstHeadRows(&window.value(b, begin, h, 0), n, dv, Eigen::OuterStride<>(H * dv))};
+      };
+      auto call_rows = [&](std::int64_t begin, std::int64_t n) {
+        return std::pair{ConstHeadRows(&k(b, begin, h, 0), n, dk, Eigen::OuterStride<>(H * dk)),
+                         ConstHeadRows(&v(b, begin, h, 0), n, dv, Eigen::OuterStride<>(H * dv))};
+      };
+      // f({keys, values}, column) for the pieces of keys [begin, end) of window ++ call; column
+      // is the piece's first column in a block whose column 0 is key `begin`.
+      auto for_each_piece = [&](std::int64_t begin, std::int64_t end, auto&& f) {
+        if (begin < Lk) f(window_rows(begin, std::min(end, Lk) - begin), std::int64_t(0));
+        if (end > Lk) f(call_rows(std::max(begin, Lk) - Lk, end - std::max(begin, Lk)), std::max(begin, Lk) - begin);
+      };
+      auto document = [&](std::int64_t j) { return j < Lk ? (*window_seg)(b, j) : (*seg)(b, j - Lk); };
       const ConstHeadRows queries(&q(b, 0, h, 0), L, dk, Eigen::OuterStride<>(H * dk));
       HeadRows out(&y(b, 0, h * dv), L, dv, Eigen::OuterStride<>(H * dv));
 
-      // Queries [r0, r1) of the call lie in one chunk. They see window keys lo … r + Lk: the
-      // first `before` columns of their block are visible to all of them, the last `rows` form the
-      // causal triangle (query r sees column before + r and those left of it).
+      // Queries [r0, r1) of the call lie in one chunk. They see keys lo … r + Lk of window ++
+      // call: the first `before` columns of their block are visible to all of them, the last
+      // `rows` (the queries' own tokens) form the causal triangle.
       for (std::int64_t r0 = 0; r0 < L;) {
         const std::int64_t t0 = start + r0;
         const std::int64_t r1 = std::min(L, (t0 / chunk + 1) * chunk - start);
         const std::int64_t lo = detail::first_visible_key(t0, chunk, pattern) - first;
         const std::int64_t rows = r1 - r0, before = r0 + Lk - lo, width = before + rows;
         auto P = logits.topLeftCorner(rows, width);
-        P.noalias() = queries.middleRows(r0, rows) * keys.middleRows(lo, width).transpose();
+        const auto Q = queries.middleRows(r0, rows);
+        for_each_piece(lo, lo + width, [&](const auto& piece, std::int64_t col) {
+          P.middleCols(col, piece.first.rows()).noalias() = Q * piece.first.transpose();
+        });
         for (std::int64_t r = 0; r < rows; ++r) {
           auto row = P.row(r).head(before + r + 1).array();  // keys lo … t
           if (segmented)
             for (std::int64_t j = 0; j < row.size(); ++j)
-              if (key_seg[std::size_t(lo + j)] != (*seg)(b, r0 + r)) row[j] = -std::numeric_limits<T>::infinity();
-            // K(t) contains t itself, so the max is finite and the sum is at least 1.
+              if (document(lo + j) != (*seg)(b, r0 + r)) row[j] = -std::numeric_limits<T>::infinity();
+          // K(t) contains t itself, so the max is finite and the sum is at least 1.
           row = (row - row.maxCoeff()).exp();
           row /= row.sum();
         }
         auto o = out.middleRows(r0, rows);
-        o.noalias() = P.rightCols(rows).template triangularView<Eigen::Lower>() *
-                      values.middleRows(lo + before, rows);
-        if (before > 0) o.noalias() += P.leftCols(before) * values.middleRows(lo, before);
+        o.noalias() = P.rightCols(rows).template triangularView<Eigen::Lower>() * call_rows(r0, rows).second;
+        for_each_piece(lo, lo + before, [&](const auto& piece, std::int64_t col) {
+          o.noalias() += P.middleCols(col, piece.second.rows()) * piece.second;
+        });
         r0 = r1;
       }
     }
