@@ -91,13 +91,15 @@ struct CemaLanes {
 // §6.2 for batch row b, channels [d0, d0 + W), W <= kCemaLanes, over all L tokens: per channel and
 // order CemaStep::at(q, p, x_t, bos_t).apply(h) written out (a bos sets a = 0, i.e. drops the
 // earlier state), y summed over n in order 0 … N−1, then the residual. Lanes past W stay zero.
+// `lanes` is the caller's scratch, N entries.
 template <class T>
 void cema_channel_block(const T* x, T* c, std::int64_t L, std::int64_t D, std::int64_t d0,
                         std::int64_t W, const bool* bos, const Tensor<T>& h_in, Tensor<T>& h_out,
-                        std::int64_t b, const CemaCoefficients<T>& coeffs, const T* omega) {
+                        std::int64_t b, const CemaCoefficients<T>& coeffs, const T* omega,
+                        std::vector<CemaLanes<T>>& lanes) {
   constexpr std::int64_t K = kCemaLanes;
   const std::int64_t N = coeffs.p.dim(1);
-  std::vector<CemaLanes<T>> lanes(std::size_t(N), CemaLanes<T>{});
+  std::fill(lanes.begin(), lanes.end(), CemaLanes<T>{});
   T w_res[K] = {};  // residual weight
   for (std::int64_t k = 0; k < W; ++k) {
     const std::int64_t d = d0 + k;
@@ -157,12 +159,13 @@ Tensor<T> cema(const Tensor<T>& x, const Tensor<bool>* bos, Tensor<T>& h,
   auto c = Tensor<T>::uninitialized(x.shape());  // (B, L, D)
   const std::int64_t blocks = (D + detail::kCemaLanes - 1) / detail::kCemaLanes;
   parallel_for(B * blocks, 12.0 * double(B * L * D * N), [&](std::int64_t i0, std::int64_t i1) {
+    std::vector<detail::CemaLanes<T>> lanes(static_cast<std::size_t>(N));
     for (std::int64_t i = i0; i < i1; ++i) {
       const std::int64_t b = i / blocks, d0 = (i % blocks) * detail::kCemaLanes;
       detail::cema_channel_block(x.data() + b * L * D, c.data() + b * L * D, L, D, d0,
                                  std::min(detail::kCemaLanes, D - d0),
                                  bos ? bos->data() + b * L : nullptr, h, h_last, b, coeffs,
-                                 has_omega ? omega->data() : nullptr);
+                                 has_omega ? omega->data() : nullptr, lanes);
     }
   });
   h = std::move(h_last);
