@@ -10,6 +10,7 @@
 #include <exception>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -19,6 +20,9 @@
 
 #include "args.hpp"
 #include "commands.hpp"
+#if GECKO_CLI_CUDA
+#include "cuda_backend.hpp"
+#endif
 #include "gecko/gecko.hpp"
 #include "gecko/model/init.hpp"
 #include "gecko/model/presets.hpp"
@@ -29,6 +33,7 @@ namespace gecko::cli {
 namespace {
 
 constexpr std::int64_t kDefaultTokens = std::int64_t(1) << 20;
+constexpr std::int64_t kDefaultCudaTokens = 4'000'000;
 // The memory check compares the peak resident set at the end with the peak after this many tokens.
 constexpr std::int64_t kReferenceTokens = std::int64_t(1) << 16;
 constexpr double kMemoryBound = 1.05;
@@ -43,6 +48,7 @@ struct StreamOptions {
   std::uint64_t seed = 0;
   bool multi_segments = false;
   std::int64_t progress_every = 131072;
+  bool cuda = false;  // --device cuda
 };
 
 // Resident memory of this process (/proc/self/status, KiB): now and the peak so far.
@@ -142,9 +148,7 @@ class Schedule {
   std::int64_t C_, prefill_, steps_, steps_left_ = 0;
 };
 
-template <class Model>
-void describe(const Model& model, const std::string& source) {
-  const model::Config& c = model.config();
+void describe(const model::Config& c, const std::string& source) {
   std::printf("model: %s: %d layers, D %" PRId64 ", H %d, S %" PRId64 ", E %" PRId64 ", F %" PRId64
               ", N %d, C %" PRId64 ", V %" PRId64 ", %" PRId64 " parameters\n",
               source.c_str(), c.num_layers, c.model_dim, c.num_heads, c.z_dim, c.value_dim, c.ffn_hidden_dim,
@@ -169,34 +173,67 @@ void check_fits(const model::Config& c, std::size_t scalar_bytes, const std::str
   }
 }
 
+// The model side of a stream on the CPU: Model<Gecko, T> and its state.
 template <class T>
-int run_stream(const StreamOptions& o) {
-  using Clock = std::chrono::steady_clock;
-  keep_freed_memory();
-  const auto build_start = Clock::now();
-  std::optional<model::Model<policy::Gecko, T>> model;
-  std::string source;
-  if (o.checkpoint) {
-    model.emplace(model::load_model<policy::Gecko, T>(*o.checkpoint));
-    source = "checkpoint " + *o.checkpoint;
-  } else {
-    const model::Config config = model::preset_config(o.preset);
-    check_fits(config, sizeof(T), o.preset);
-    model.emplace(model::init_model<policy::Gecko, T>(config, o.seed));
-    source = "preset " + o.preset + ", seed " + std::to_string(o.seed);
+class CpuBackend {
+ public:
+  explicit CpuBackend(model::Model<policy::Gecko, T> model) : model_(std::move(model)) {}
+
+  const model::Config& config() const { return model_.config(); }
+  std::int64_t bos_id() const { return model_.bos_id(); }
+  std::string precision() const { return sizeof(T) == 4 ? "f32" : "f64"; }
+  void forward(const Tensor<std::int64_t>& piece, bool multi_segments) {
+    logits_ = model_.forward(piece, state_, multi_segments);
   }
-  const model::Config& c = model->config();
+  void synchronize() {}
+  const Tensor<T>& logits() const { return logits_; }
+  std::int64_t state_bytes() const { return state_.bytes(); }
+  std::optional<std::int64_t> device_memory() const { return std::nullopt; }
+
+ private:
+  model::Model<policy::Gecko, T> model_;
+  model::ModelState<T> state_;
+  Tensor<T> logits_;
+};
+
+#if GECKO_CLI_CUDA
+// The model side of a stream on the GPU: the state stays on the device, and the logits too
+// until the summary reads the last piece's.
+class GpuBackend {
+ public:
+  explicit GpuBackend(std::unique_ptr<CudaModel> model) : model_(std::move(model)) {}
+
+  const model::Config& config() const { return model_->config(); }
+  std::int64_t bos_id() const { return model_->bos_id(); }
+  std::string precision() const { return "f32 on " + model_->device_name() + " (CUDA)"; }
+  void forward(const Tensor<std::int64_t>& piece, bool multi_segments) { model_->forward(piece, multi_segments); }
+  void synchronize() { model_->synchronize(); }
+  Tensor<float> logits() const { return model_->logits(); }
+  std::int64_t state_bytes() const { return model_->state_bytes(); }
+  std::optional<std::int64_t> device_memory() const { return model_->device_memory_used(); }
+
+ private:
+  std::unique_ptr<CudaModel> model_;
+};
+#endif
+
+// Streams the tokens through a backend (CpuBackend or GpuBackend) and prints the progress and
+// the summary; returns the exit status.
+template <class Backend>
+int stream_through(Backend& backend, const StreamOptions& o, const std::string& source, double build_s,
+                   std::int64_t default_tokens) {
+  using Clock = std::chrono::steady_clock;
+  const model::Config& c = backend.config();
   const std::int64_t C = c.chunk_size;
-  const double build_s = std::chrono::duration<double>(Clock::now() - build_start).count();
 
   // The tokens: B sequences of `total` tokens each.
-  std::int64_t B = o.batch.value_or(1), total = o.tokens.value_or(kDefaultTokens);
+  std::int64_t B = o.batch.value_or(1), total = o.tokens.value_or(default_tokens);
   const TokenSource tokens = [&] {
     if (!o.tokens_file) {
-      if (o.multi_segments && (model->bos_id() < 0 || model->bos_id() >= c.vocab_size))
-        fail("--multi-segments: the bos id ", model->bos_id(), " is outside the vocabulary [0, ", c.vocab_size,
+      if (o.multi_segments && (backend.bos_id() < 0 || backend.bos_id() >= c.vocab_size))
+        fail("--multi-segments: the bos id ", backend.bos_id(), " is outside the vocabulary [0, ", c.vocab_size,
              "), so no generated token can start a document");
-      return TokenSource(o.seed, c.vocab_size, o.multi_segments ? model->bos_id() : -1);
+      return TokenSource(o.seed, c.vocab_size, o.multi_segments ? backend.bos_id() : -1);
     }
     Tensor<std::int64_t> t = read_tokens(*o.tokens_file);
     if (o.batch && *o.batch != t.dim(0))
@@ -223,10 +260,10 @@ int run_stream(const StreamOptions& o) {
   if (prefill == 0 && o.steps)
     throw UsageError("--steps has no effect with --prefill 0 (every token is then a single-token step)");
 
-  describe(*model, source);
+  describe(c, source);
   std::printf("stream: %" PRId64 " x %" PRId64 " tokens (%s%s), %s, pieces: ", B, total,
               o.tokens_file ? ("from " + *o.tokens_file).c_str() : "generated",
-              o.multi_segments ? ", documents" : "", sizeof(T) == 4 ? "f32" : "f64");
+              o.multi_segments ? ", documents" : "", backend.precision().c_str());
   if (prefill == 0)
     std::printf("single-token steps\n");
   else
@@ -236,10 +273,9 @@ int run_stream(const StreamOptions& o) {
 
   // Pieces of the two usual lengths are allocated once; another length (near the end) as needed.
   Tensor<std::int64_t> step_piece({B, 1}), prefill_piece({B, std::max<std::int64_t>(prefill, 1)}), other_piece;
-  model::ModelState<T> state;
   Schedule schedule(C, prefill, steps);
-  Tensor<T> logits;
   std::optional<Memory> at_reference;  // the first piece boundary at or past kReferenceTokens
+  std::optional<std::int64_t> device_at_reference;
   std::int64_t reference_position = 0;
   std::int64_t position = 0, next_progress = o.progress_every > 0 ? o.progress_every : total + 1;
   const auto start = Clock::now();
@@ -259,7 +295,7 @@ int run_stream(const StreamOptions& o) {
       other_piece = Tensor<std::int64_t>({B, L});
     tokens.fill(*piece, position);
     try {
-      logits = model->forward(*piece, state, o.multi_segments);
+      backend.forward(*piece, o.multi_segments);
     } catch (const Error& e) {
       fail("the piece [", position, ", ", position + L, ") of the stream: ", e.what());
     }
@@ -269,20 +305,27 @@ int run_stream(const StreamOptions& o) {
     // printing's first use of memory is behind it.
     const bool reference = !at_reference && position >= kReferenceTokens;
     if (position >= next_progress || position == total || (reference && o.progress_every > 0)) {
+      backend.synchronize();  // the rate counts finished work
       const Memory m = read_memory();
       std::printf("progress: %" PRId64 " tokens (%.0f%%), %.0f tokens/s, RSS %s, peak %s, state %" PRId64 " bytes\n",
                   position, 100.0 * double(position) / double(total), rate(), mib(m.rss_kib).c_str(),
-                  mib(m.peak_kib).c_str(), state.bytes());
+                  mib(m.peak_kib).c_str(), backend.state_bytes());
       std::fflush(stdout);
       while (next_progress <= position) next_progress += std::max<std::int64_t>(o.progress_every, 1);
     }
-    if (reference) at_reference = read_memory(), reference_position = position;
+    if (reference) {
+      at_reference = read_memory(), reference_position = position;
+      device_at_reference = backend.device_memory();
+    }
   }
+  backend.synchronize();
   const double wall_s = std::chrono::duration<double>(Clock::now() - start).count();
   const Memory end = read_memory();
+  const std::optional<std::int64_t> device_at_end = backend.device_memory();
 
   // The last position's logits, summarised so that runs can be compared (the same tokens give the
   // same figures, to rounding, for every piece schedule).
+  const auto& logits = backend.logits();
   double sum = 0, squares = 0;
   std::int64_t argmax = 0;
   const std::int64_t last = logits.dim(1) - 1, V = logits.dim(2);
@@ -302,7 +345,12 @@ int run_stream(const StreamOptions& o) {
     std::printf("  peak RSS at %" PRId64 " tokens: %s\n", reference_position, mib(at_reference->peak_kib).c_str());
   std::printf("  peak RSS at the end (%" PRId64 " tokens): %s\n", total, mib(end.peak_kib).c_str());
   std::printf("  RSS at the end:    %s\n", mib(end.rss_kib).c_str());
-  std::printf("  state bytes:       %" PRId64 "\n", state.bytes());
+  std::printf("  state bytes:       %" PRId64 "\n", backend.state_bytes());
+  if (device_at_reference)
+    std::printf("  device memory in use at %" PRId64 " tokens: %s\n", reference_position,
+                mib(*device_at_reference / 1024).c_str());
+  if (device_at_end)
+    std::printf("  device memory in use at the end: %s\n", mib(*device_at_end / 1024).c_str());
   std::printf("  last logits:       sum %.9g, sum of squares %.9g, argmax %" PRId64 " (sequence 0)\n", sum,
               squares, argmax);
 
@@ -316,14 +364,66 @@ int run_stream(const StreamOptions& o) {
   }
   const double ratio = double(end.peak_kib) / double(at_reference->peak_kib);
   std::printf("  peak ratio:        %.4f (end / %" PRId64 " tokens)\n", ratio, reference_position);
-  const bool pass = ratio <= kMemoryBound;
+  bool pass = ratio <= kMemoryBound;
+  std::string device_text;
+  if (device_at_reference && device_at_end) {
+    const double device_ratio = double(*device_at_end) / double(*device_at_reference);
+    std::printf("  device ratio:      %.4f (end / %" PRId64 " tokens)\n", device_ratio, reference_position);
+    const bool device_pass = device_ratio <= kMemoryBound;
+    device_text = std::string(", and the device memory in use is ") + (device_pass ? "within" : "more than") +
+                  " the same bound";
+    pass = pass && device_pass;
+  }
   std::printf("memory check: %s: the peak RSS at %" PRId64 " tokens is %s %.0f%% of the peak at %" PRId64
-              " tokens\n",
-              pass ? "PASS" : "FAIL", total, pass ? "within" : "more than", (kMemoryBound - 1) * 100,
-              reference_position);
+              " tokens%s\n",
+              pass ? "PASS" : "FAIL", total, ratio <= kMemoryBound ? "within" : "more than",
+              (kMemoryBound - 1) * 100, reference_position, device_text.c_str());
   std::fflush(stdout);
   return pass ? 0 : 3;
 }
+
+template <class T>
+int run_stream(const StreamOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  keep_freed_memory();
+  const auto build_start = Clock::now();
+  std::optional<model::Model<policy::Gecko, T>> model;
+  std::string source;
+  if (o.checkpoint) {
+    model.emplace(model::load_model<policy::Gecko, T>(*o.checkpoint));
+    source = "checkpoint " + *o.checkpoint;
+  } else {
+    const model::Config config = model::preset_config(o.preset);
+    check_fits(config, sizeof(T), o.preset);
+    model.emplace(model::init_model<policy::Gecko, T>(config, o.seed));
+    source = "preset " + o.preset + ", seed " + std::to_string(o.seed);
+  }
+  CpuBackend<T> backend(std::move(*model));
+  const double build_s = std::chrono::duration<double>(Clock::now() - build_start).count();
+  return stream_through(backend, o, source, build_s, kDefaultTokens);
+}
+
+#if GECKO_CLI_CUDA
+int run_stream_cuda(const StreamOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  keep_freed_memory();
+  const auto build_start = Clock::now();
+  std::unique_ptr<CudaModel> model;
+  std::string source;
+  if (o.checkpoint) {
+    model = CudaModel::load(*o.checkpoint);
+    source = "checkpoint " + *o.checkpoint;
+  } else {
+    const model::Config config = model::preset_config(o.preset);
+    check_fits(config, sizeof(float), o.preset);  // the parameters are made on the host first
+    model = CudaModel::create(config, model::init_params<policy::Gecko, float>(config, o.seed), 1);
+    source = "preset " + o.preset + ", seed " + std::to_string(o.seed);
+  }
+  GpuBackend backend(std::move(model));
+  const double build_s = std::chrono::duration<double>(Clock::now() - build_start).count();
+  return stream_through(backend, o, source, build_s, kDefaultCudaTokens);
+}
+#endif
 
 }  // namespace
 
@@ -331,7 +431,7 @@ void stream_help(std::ostream& out) {
   out << "usage: gecko stream [--preset NAME | --checkpoint CKPT.safetensors] [--tokens N]\n"
          "                    [--tokens-file FILE.safetensors[:NAME]] [--seed S] [--prefill N]\n"
          "                    [--steps N] [--batch B] [--dtype f32|f64] [--multi-segments]\n"
-         "                    [--progress-every N] [--device cpu]\n\n"
+         "                    [--progress-every N] [--device cpu|cuda]\n\n"
          "Streams a long token sequence through a Gecko model in constant memory: one streaming\n"
          "state, fed piece by piece (prefill pieces of whole chunks, each followed by single-token\n"
          "steps). Prints a progress line now and then (tokens, tokens/s, resident memory VmRSS and its\n"
@@ -339,15 +439,17 @@ void stream_help(std::ostream& out) {
          "memory after 65536 tokens and at the end, the state's bytes, and a checksum of the last\n"
          "position's logits (the same tokens give the same checksum, to rounding, for any --prefill\n"
          "and --steps). The memory check PASSes when the peak at the end is within 5% of the peak\n"
-         "after 65536 tokens. Without arguments: 1048576 generated tokens through the seeded tiny model.\n\n"
+         "after 65536 tokens. Without arguments: 1048576 generated tokens through the seeded tiny model\n"
+         "(4000000 with --device cuda).\n\n"
          "flags:\n"
          "  --preset NAME          a model of a named configuration with seeded random weights\n"
          "                         (spec 3.3 initialisation; default tiny):\n";
   for (const auto& p : model::kPresets)
     out << "                           " << p.name << std::string(7 - p.name.size(), ' ') << p.summary << "\n";
   out << "  --checkpoint PATH      load the model from a safetensors checkpoint instead\n"
-         "  --tokens N             stream length: tokens per sequence (default 1048576; with\n"
-         "                         --tokens-file, the first N tokens of each row, default all)\n"
+         "  --tokens N             stream length: tokens per sequence (default 1048576 on the CPU,\n"
+         "                         4000000 on the GPU; with --tokens-file, the first N tokens of\n"
+         "                         each row, default all)\n"
          "  --tokens-file FILE[:NAME]\n"
          "                         stream the int64 (B, L) tensor NAME (default tokens) of a\n"
          "                         safetensors file instead of generated tokens\n"
@@ -363,7 +465,10 @@ void stream_help(std::ostream& out) {
          "                         documents of random lengths (a bos at t = 0, then at each token\n"
          "                         with probability 1/4096)\n"
          "  --progress-every N     a progress line every N tokens (default 131072; 0: none)\n"
-         "  --device cpu           the device (the CPU is the only one this build streams on)\n"
+         "  --device cpu|cuda      where the model runs (default cpu). cuda: the GPU model in float32,\n"
+         "                         its streaming state on the device; the memory check then also\n"
+         "                         holds the device memory in use to the same bound. Needs a build\n"
+         "                         with CUDA (GECKO_ENABLE_CUDA) and a CUDA device.\n"
          "  --help                 this text\n\n"
          "Errors go to stderr with a non-zero exit status (2 for usage mistakes, 1 otherwise);\n"
          "a failed memory check exits with 3.\n";
@@ -403,11 +508,19 @@ int stream_main(std::span<const std::string> argv) {
     if (const auto n = non_negative("seed")) o.seed = std::uint64_t(*n);
     if (const auto n = non_negative("progress-every")) o.progress_every = *n;
     const std::string device = args.get("device").value_or("cpu");
-    if (device == "cuda")
-      throw UsageError("--device cuda: not available: the CPU is the only device this build streams on "
-                       "(there is no CUDA model path yet)");
-    if (device != "cpu") throw UsageError("--device must be cpu, got '" + device + "'");
+    if (device != "cpu" && device != "cuda") throw UsageError("--device must be cpu or cuda, got '" + device + "'");
+    o.cuda = device == "cuda";
     const std::string dtype = args.get("dtype").value_or("f32");
+    if (o.cuda) {
+#if GECKO_CLI_CUDA
+      if (dtype != "f32")
+        throw UsageError("--dtype " + dtype + " is not available with --device cuda: the GPU model computes in f32");
+      return run_stream_cuda(o);
+#else
+      throw UsageError("--device cuda: this build of gecko has no CUDA path (configure it with "
+                       "-DGECKO_ENABLE_CUDA=ON where nvcc is installed)");
+#endif
+    }
     if (dtype == "f32") return run_stream<float>(o);
     if (dtype == "f64") return run_stream<double>(o);
     throw UsageError("--dtype must be f32 or f64, got '" + dtype + "'");
