@@ -280,6 +280,50 @@ TEST_CASE("cuda model: Gecko without the working memory equals the CPU model") {
   check_against_cpu<policy::GeckoNoMemory>(config, params, tokens, true, rng, 2);
 }
 
+// ---------------------------------------------------------------- 16-bit activations
+
+// The golden model with bfloat16 / float16 activations, weights and cached keys and values. No
+// CPU path computes at these precisions, so this is a coarse check that catches a wrong kernel,
+// layout or conversion (and, through the NaN poisoning, an element nothing writes), not a
+// precision budget: every activation is rounded to 8 (bfloat16) or 11 (float16) significant
+// bits, unit roundoff u = 2^-8 or 2^-11, and the logits must stay within 16u of the golden ones.
+template <class T>
+void check_16bit(const char* type, double unit_roundoff) {
+  const auto f = testing::open_golden("model_single_doc");
+  auto model = gpu::load_model<policy::Gecko, T>(f->path());
+  model.set_poison(true);
+  const Tensor<std::int64_t> tokens = f->get<std::int64_t>("in.tokens");
+  const Tensor<float> golden = f->get<float>("out.logits");
+  const auto stored = f->get<std::int64_t>("in.stream0.schedule");
+  for (const auto& schedule : {std::vector<std::int64_t>{tokens.dim(1)},
+                               std::vector<std::int64_t>(stored.data(), stored.data() + stored.size())}) {
+    INFO("schedule ", schedule_text(schedule));
+    gpu::ModelState<T> state;
+    Tensor<float> logits({tokens.dim(0), tokens.dim(1), golden.dim(2)});
+    std::int64_t at = 0;
+    for (const std::int64_t n : schedule) {
+      const Tensor<T> piece = model.forward(testing::time_slice(tokens, at, at + n), state).to_host(model.stream());
+      for (std::int64_t b = 0; b < piece.dim(0); ++b)
+        for (std::int64_t t = 0; t < n; ++t)
+          for (std::int64_t v = 0; v < piece.dim(2); ++v) logits(b, at + t, v) = float(piece(b, t, v));
+      at += n;
+    }
+    const double rel = testing::rel_error(logits, golden);
+    MESSAGE(type, " logits rel vs golden ", rel, " (coarse bound ", 16 * unit_roundoff, ")");
+    CHECK(rel <= 16 * unit_roundoff);
+    const auto host = state.to_host(model.stream());
+    CHECK(host.layers.size() == 2);
+    CHECK(host.position() == tokens.dim(1));
+  }
+}
+
+TEST_CASE("cuda model: bfloat16 activations, a coarse check against the golden logits") {
+  check_16bit<bfloat16>("bfloat16", std::ldexp(1.0, -8));
+}
+TEST_CASE("cuda model: float16 activations, a coarse check against the golden logits") {
+  check_16bit<float16>("float16", std::ldexp(1.0, -11));
+}
+
 // ---------------------------------------------------------------- streams, memory, errors
 
 TEST_CASE("cuda model: feed splits tokens from any position as the CPU model does, on a stream of its own") {
