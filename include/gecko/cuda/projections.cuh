@@ -52,12 +52,15 @@ __global__ void embedding_kernel(const std::int64_t* __restrict__ tokens, const 
   }
 }
 
-__global__ void rope_table_kernel(const float* __restrict__ freqs, std::int64_t start,
-                                  std::int64_t n, int half, float* __restrict__ table) {
+// A template (of the frequencies' type, float) so that including this header from several
+// translation units of one program defines no kernel twice.
+template <class F>
+__global__ void rope_table_kernel(const F* __restrict__ freqs, std::int64_t start, std::int64_t n,
+                                  int half, F* __restrict__ table) {
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
   for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const float angle = float(start + i / half) * freqs[i % half];  // fl32(fl32(t) · f_j)
-    float s, c;
+    const F angle = F(start + i / half) * freqs[i % half];  // fl32(fl32(t) · f_j)
+    F s, c;
     sincosf(angle, &s, &c);
     table[2 * i] = c;
     table[2 * i + 1] = s;
@@ -159,7 +162,7 @@ inline void rope_table(TensorView<const float> freqs, std::int64_t start, Tensor
   check_shape(op, "table", table.shape, Shape{table.shape[0], half, 2});
   const std::int64_t n = table.shape[0] * half;
   if (n == 0) return;
-  detail::rope_table_kernel<<<detail::map_blocks(n), detail::kMapThreads, 0, stream>>>(
+  detail::rope_table_kernel<float><<<detail::map_blocks(n), detail::kMapThreads, 0, stream>>>(
       freqs.data, start, n, int(half), table.data);
   check_launch("cuda::rope_table: rope_table_kernel");
 }
