@@ -51,3 +51,11 @@ TEST_CASE("Tensor: copies are deep, an absent tensor stays absent, a zero-size t
   CHECK(!none.empty());
   CHECK(none.size() == 0);
 }
+
+TEST_CASE("Tensor: new large blocks start at different offsets within a page") {
+  // Equal page offsets make a loop that reads one tensor and writes another stall on false
+  // store-to-load aliasing.
+  const Tensor<float> a = Tensor<float>::uninitialized({3000, 100}), b = Tensor<float>::uninitialized({3000, 100});
+  const auto page_offset = [](const float* p) { return reinterpret_cast<std::uintptr_t>(p) % 4096; };
+  CHECK(page_offset(a.data()) != page_offset(b.data()));
+}
