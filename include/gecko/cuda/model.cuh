@@ -28,7 +28,8 @@
 // window buffers are allocated once at 2C tokens, twice (a call builds the new window in the
 // second buffer, then the two swap), so the state's device memory is constant in the stream
 // length. The document ids stay on the host (they derive from the host's tokens) and travel with
-// each call's tokens.
+// each call's tokens. The rules of a stream (the allowed pieces and their checks, feed's cuts, the
+// document ids, the window lengths) are model/streaming.hpp's, the CPU model's own code.
 //
 // Variants: the policy's input norm must be the decay norm and its attention the sliding chunks
 // (Gecko, GeckoNoMemory); the static_asserts below say what is missing for the others.
@@ -40,7 +41,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
-#include <set>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -65,7 +65,6 @@
 #include "gecko/cuda/timestep_norm.cuh"
 #include "gecko/cuda/working_memory.cuh"
 #include "gecko/expr/expr.hpp"
-#include "gecko/io/safetensors.hpp"
 #include "gecko/layers/block.hpp"
 #include "gecko/layers/layer_state.hpp"
 #include "gecko/layers/mega.hpp"
@@ -73,63 +72,11 @@
 #include "gecko/model/config.hpp"
 #include "gecko/model/model.hpp"
 #include "gecko/model/state.hpp"
+#include "gecko/model/streaming.hpp"
 
 namespace gecko::cuda {
 
 namespace detail {
-
-// ------------------------------------------------------------------ host bookkeeping (spec §4.2, §4.5)
-// Pure index arithmetic on host tensors, the same as model::Model's (whose helpers are private).
-
-// bos[b, t] = (tokens[b, t] == bos_id); seg continues the running count of bos tokens from the
-// last cached id of its row (0 on a fresh stream).
-inline void document_ids(const Tensor<std::int64_t>& tokens, std::int64_t bos_id,
-                         const Tensor<std::int64_t>& seg_ids, Tensor<bool>& bos,
-                         Tensor<std::int64_t>& seg) {
-  const std::int64_t B = tokens.dim(0), L = tokens.dim(1);
-  bos = Tensor<bool>({B, L});
-  seg = Tensor<std::int64_t>({B, L});
-  for (std::int64_t b = 0; b < B; ++b) {
-    std::int64_t id = seg_ids.empty() ? 0 : seg_ids(b, seg_ids.dim(1) - 1);
-    for (std::int64_t t = 0; t < L; ++t) {
-      bos(b, t) = tokens(b, t) == bos_id;
-      id += bos(b, t) ? 1 : 0;
-      seg(b, t) = id;
-    }
-  }
-}
-
-// seg_ids ← seg_ids ++ seg (seg on the first call, with mem_seg ← seg[:, 0]); at a chunk boundary
-// mem_seg ← seg_ids[:, ℓ − C − 1] (the last token of the chunk the memory absorbed last) and
-// seg_ids keeps its last C ids, like the cached windows.
-inline void advance_segments(Tensor<std::int64_t>& seg_ids, Tensor<std::int64_t>& mem_seg,
-                             const Tensor<std::int64_t>& seg, std::int64_t end, std::int64_t C) {
-  const std::int64_t B = seg.dim(0), L = seg.dim(1), old = seg_ids.empty() ? 0 : seg_ids.dim(1);
-  const std::int64_t len = old + L, keep = end % C == 0 ? std::min(len, C) : len;
-  auto joined = [&](std::int64_t b, std::int64_t j) { return j < old ? seg_ids(b, j) : seg(b, j - old); };
-  if (seg_ids.empty()) {
-    mem_seg = Tensor<std::int64_t>({B});
-    for (std::int64_t b = 0; b < B; ++b) mem_seg[b] = seg(b, 0);
-  }
-  Tensor<std::int64_t> ids({B, keep});
-  for (std::int64_t b = 0; b < B; ++b) {
-    if (end % C == 0) mem_seg[b] = joined(b, std::max<std::int64_t>(len - C - 1, 0));
-    for (std::int64_t j = 0; j < keep; ++j) ids(b, j) = joined(b, len - keep + j);
-  }
-  seg_ids = std::move(ids);
-}
-
-// Where feed cuts L tokens from `position`: single tokens up to the next chunk boundary, then
-// whole chunks, then the remainder. Returns the cut points 0 = c_0 < … < c_n = L.
-inline std::vector<std::int64_t> feed_cuts(std::int64_t position, std::int64_t L, std::int64_t C) {
-  std::vector<std::int64_t> cuts{0};
-  std::int64_t at = 0;
-  while (at < L && position % C != 0) ++at, ++position, cuts.push_back(at);
-  const std::int64_t whole = (L - at) / C * C;
-  if (whole > 0) cuts.push_back(at += whole);
-  if (at < L) cuts.push_back(L);
-  return cuts;
-}
 
 // ------------------------------------------------------------------ device helpers
 
@@ -632,7 +579,7 @@ class Mega {
                                C, start, Policy::attention::pattern, s, stream);
 
     // 11-12: working memory, and o = s ⊙ silu(r) (+ a): only the attention output is gated
-    const std::int64_t keep_call = L >= C ? C : Lk + L;  // window ++ call → what the call keeps
+    const std::int64_t keep_call = model::joined_window_length(Lk, L, C);  // window ++ call, before the cut
     if constexpr (Policy::memory::enabled) {
       const TensorView<T> a = take(ws.a, {B, L, E});
       WorkingMemoryState<T> memory{Lk > 0 ? state.memory_key_view() : TensorView<const T>{}, state.memory.view(),
@@ -664,7 +611,7 @@ class Mega {
                       std::int64_t keep_call, cudaStream_t stream) const {
     const LayerDims& d = state.dims;
     const std::int64_t end = state.kv_count + L, Lk = state.window;
-    const std::int64_t keep = end % d.C == 0 ? std::min(keep_call, d.C) : keep_call;
+    const std::int64_t keep = model::window_length_after(Lk, L, end, d.C);  // <= keep_call
     detail::keep_last_rows(state.key.back(), state.key.front(), Lk, k.data, L, keep, d.H * d.dk, d.B, stream);
     detail::keep_last_rows(state.value.back(), state.value.front(), Lk, v.data, L, keep, d.H * d.dv, d.B, stream);
     state.key.flip();
@@ -809,13 +756,7 @@ class Model {
       : c_(config), bos_id_(bos_id), runner_(stream) {
     check_gpu_policy<Policy>();
     check_gpu_type<T>();
-    c_.validate();
-    require(params.output.empty() == c_.share_emb,
-            "model: output.output.weight must be given exactly when share_emb is off");
-    model::visit_model_parameters<Policy>(params, c_, [](const std::string& name, const auto& t, const Shape& shape) {
-      require(!t.empty(), "model: parameter ", name, " is missing (expected shape ", shape.str(), ")");
-      check_shape("model", name, t.shape(), shape);  // layers too, so that the error names the layer
-    });
+    model::check_model_parameters<Policy>(c_, params, /*layer_shapes=*/true);
     embed_ = detail::upload<T>(params.embed, stream);
     if (c_.rope_heads() > 0) rope_freqs_ = DeviceBuffer<float>(params.rope_freqs, stream);
     output_ = detail::upload<T>(params.output, stream);
@@ -848,24 +789,9 @@ class Model {
   void forward(const Tensor<std::int64_t>& tokens, ModelState<T>& state, bool multi_segments,
                TensorView<T> logits) {
     constexpr const char* op = "forward";
-    require(!tokens.empty() && tokens.rank() == 2, op, ": tokens must have shape (B, L), got ",
-            tokens.shape().str());
+    model::check_call<Policy>(c_, blocks_.size(), tokens, state, multi_segments);
     const std::int64_t B = tokens.dim(0), L = tokens.dim(1), C = c_.chunk_size, D = c_.model_dim;
-    require(B >= 1, op, ": tokens must hold at least one sequence (B >= 1)");
-    if constexpr (!Policy::documents)
-      require(!multi_segments, op, ": this model variant has no document handling: multi_segments must be false");
-    if (!state.fresh()) {
-      require(state.batch == B, op, ": the state was started with batch size ", state.batch, ", tokens has ", B,
-              " rows");
-      require(*state.multi_segments == multi_segments, op, ": multi_segments must be the same on every ",
-              "call of one state: it was ", *state.multi_segments ? "true" : "false", ", now ",
-              multi_segments ? "true" : "false");
-    }
     const std::int64_t start = state.position();
-    model::check_piece(start, L, C);
-    for (std::int64_t i = 0; i < tokens.size(); ++i)
-      require(tokens[i] >= 0 && tokens[i] < c_.vocab_size, op, ": token ", tokens[i], " at (", i / L, ", ",
-              i % L, ") is outside the vocabulary [0, ", c_.vocab_size, ")");
     detail::require_device(op, "logits", logits);
     check_shape(op, "logits", logits.shape, Shape{B, L, c_.output_dim()});
     if (state.fresh()) state = start_state(B, multi_segments);
@@ -878,7 +804,7 @@ class Model {
     Tensor<std::int64_t> seg;
     if (multi_segments) {
       Tensor<bool> bos;
-      detail::document_ids(tokens, bos_id_, state.seg_ids, bos, seg);
+      model::document_ids(tokens, bos_id_, state.seg_ids, bos, seg);
       in.bos = ws.bos.upload(bos, stream);
       in.seg = ws.seg.upload(seg, stream);
       if (!state.seg_ids.empty()) in.window_seg = ws.window_seg.upload(state.seg_ids, stream);
@@ -901,7 +827,7 @@ class Model {
                             c_.timenorm_beta2, c_.norm_eps},
                            u, stream);
     linear<T>(u, c_.share_emb ? embed_.view() : output_.view(), {}, logits, runner_.blas);
-    if (multi_segments) detail::advance_segments(state.seg_ids, state.mem_seg, seg, start + L, C);
+    if (multi_segments) model::advance_segments(state.seg_ids, state.mem_seg, seg, start + L, C);
   }
 
   // As above, into a new device buffer (B, L, V).
@@ -919,16 +845,13 @@ class Model {
     require(!tokens.empty() && tokens.rank() == 2, "feed: tokens must have shape (B, L), got ",
             tokens.shape().str());
     const std::int64_t B = tokens.dim(0), L = tokens.dim(1), V = c_.output_dim();
-    const std::vector<std::int64_t> cuts = detail::feed_cuts(state.position(), L, c_.chunk_size);
+    const std::vector<std::int64_t> cuts = model::feed_cuts(state.position(), L, c_.chunk_size);
     if (cuts.size() == 2) return forward(tokens, state, multi_segments);
     DeviceBuffer<T> logits(Shape{B, L, V});
     for (std::size_t i = 1; i < cuts.size(); ++i) {
       const std::int64_t begin = cuts[i - 1], n = cuts[i] - begin;
-      Tensor<std::int64_t> piece({B, n});
-      for (std::int64_t b = 0; b < B; ++b)
-        for (std::int64_t t = 0; t < n; ++t) piece(b, t) = tokens(b, begin + t);
       const TensorView<T> part = runner_.scratch.logits.take({B, n, V}, runner_.scratch.poison, stream());
-      forward(piece, state, multi_segments, part);
+      forward(model::time_slice(tokens, begin, cuts[i]), state, multi_segments, part);
       detail::copy_rows(logits.data(), L, begin, part.data, n, 0, n, V, B, stream());
     }
     return logits;
@@ -961,26 +884,13 @@ class Model {
   std::vector<Block<Policy, T>> blocks_;
 };
 
-// Loads a checkpoint (the format of model::load_model: reference state_dict names, the
-// configuration in __metadata__) into a GPU model on `stream`.
+// Loads a checkpoint (model::read_checkpoint, the format of model::load_model) into a GPU model
+// on `stream`; an error names the file.
 template <class Policy, class T>
 Model<Policy, T> load_model(const std::filesystem::path& path, cudaStream_t stream = nullptr) {
-  const io::SafetensorsFile file(path);
-  const model::Config config = model::read_config(file);
-  model::ModelParams<float> params;
-  params.layers.resize(std::size_t(config.num_layers));
-  model::TensorReader<float> reader(file);
-  model::visit_model_parameters<Policy>(params, config, reader);
-  std::set<std::string> tied;
-  if (config.share_emb && file.contains("output.output.weight")) {
-    const Tensor<float> out = file.get_as<float>("output.output.weight", params.embed.shape());
-    if (!std::equal(out.data(), out.data() + out.size(), params.embed.data()))
-      fail(path.string(), ": share_emb is set but output.output.weight differs from embed.weight");
-    tied.insert("output.output.weight");
-  }
-  reader.check_nothing_left(tied);
+  const model::Checkpoint<float> ckpt = model::read_checkpoint<Policy, float>(path);
   try {
-    return Model<Policy, T>(config, params, model::read_bos_id(file), stream);
+    return Model<Policy, T>(ckpt.config, ckpt.params, ckpt.bos_id, stream);
   } catch (const Error& e) {
     fail(path.string(), ": ", e.what());
   }

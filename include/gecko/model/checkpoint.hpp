@@ -7,10 +7,12 @@
 // not parameters (the golden files keep their inputs and outputs there) and are skipped.
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -85,26 +87,45 @@ inline std::int64_t read_bos_id(const io::SafetensorsFile& file) {
   return args["bos_id"].get<std::int64_t>();
 }
 
-// Loads Model<Policy, T> from a checkpoint. With share_emb a stored output.output.weight (the
-// reference's state_dict lists the tied tensor under both names) must equal embed.weight.
-template <class Policy, class T>
-Model<Policy, T> load_model(const std::filesystem::path& path) {
-  const io::SafetensorsFile file(path);
-  const Config config = read_config(file);
+// What a checkpoint holds for Model<Policy, T>: its configuration, every parameter read into T,
+// and the bos id of its metadata.
+template <class T>
+struct Checkpoint {
+  Config config;
   ModelParams<T> params;
-  params.layers.resize(std::size_t(config.num_layers));
+  std::int64_t bos_id = 1;
+};
+
+// Reads a checkpoint for the variant Policy: the configuration, each tensor the configuration
+// and the policy call for (converted to T), and bos_id. With share_emb a stored
+// output.output.weight (the reference's state_dict lists the tied tensor under both names) must
+// equal embed.weight; any other tensor that is not a parameter is an error.
+template <class Policy, class T>
+Checkpoint<T> read_checkpoint(const std::filesystem::path& path) {
+  const io::SafetensorsFile file(path);
+  Checkpoint<T> ckpt{read_config(file), {}, 1};
+  ModelParams<T>& params = ckpt.params;
+  params.layers.resize(std::size_t(ckpt.config.num_layers));
   TensorReader<T> reader(file);
-  visit_model_parameters<Policy>(params, config, reader);
+  visit_model_parameters<Policy>(params, ckpt.config, reader);
   std::set<std::string> tied;
-  if (config.share_emb && file.contains("output.output.weight")) {
+  if (ckpt.config.share_emb && file.contains("output.output.weight")) {
     const Tensor<T> out = file.get_as<T>("output.output.weight", params.embed.shape());
     if (!std::equal(out.data(), out.data() + out.size(), params.embed.data()))
       fail(path.string(), ": share_emb is set but output.output.weight differs from embed.weight");
     tied.insert("output.output.weight");
   }
   reader.check_nothing_left(tied);
+  ckpt.bos_id = read_bos_id(file);
+  return ckpt;
+}
+
+// Loads Model<Policy, T> from a checkpoint (read_checkpoint); an error names the file.
+template <class Policy, class T>
+Model<Policy, T> load_model(const std::filesystem::path& path) {
+  Checkpoint<T> ckpt = read_checkpoint<Policy, T>(path);
   try {
-    return Model<Policy, T>(config, std::move(params), read_bos_id(file));
+    return Model<Policy, T>(ckpt.config, std::move(ckpt.params), ckpt.bos_id);
   } catch (const Error& e) {
     fail(path.string(), ": ", e.what());
   }

@@ -20,6 +20,7 @@
 #include "gecko/layers/block.hpp"
 #include "gecko/model/config.hpp"
 #include "gecko/model/state.hpp"
+#include "gecko/model/streaming.hpp"
 #include "gecko/policy/presets.hpp"
 
 namespace gecko::model {
@@ -56,18 +57,18 @@ void visit_model_parameters(Params& p, const Config& c, F&& f) {
   if (!c.share_emb) f(std::string("output.output.weight"), p.output, Shape{c.output_dim(), D});
 }
 
-// The pieces a stream may be fed in (spec §4.4), where start = tokens seen before the piece:
-// L >= C: start % C == 0 and end % C == 0; 1 < L < C: start % C == 0; L == 1: anywhere.
-inline void check_piece(std::int64_t start, std::int64_t L, std::int64_t C) {
-  require(L >= 1, "forward: a piece needs at least one token, got L = ", L);
-  if (L >= C)
-    require(start % C == 0 && (start + L) % C == 0,
-            "forward: a piece of L >= C tokens must start and end on chunk boundaries "
-            "(start % C == 0 and end % C == 0); got start = ", start, ", L = ", L, ", end = ",
-            start + L, ", C = ", C);
-  else if (L > 1)
-    require(start % C == 0, "forward: a piece of 1 < L < C tokens must start on a chunk boundary "
-            "(start % C == 0); got start = ", start, ", L = ", L, ", C = ", C);
+// Checks a model's parameters against a configuration, which it validates: output.output.weight
+// given exactly when share_emb is off, every tensor present, and the shapes of the tensors outside
+// the layers. With layer_shapes the layers' shapes too, so that an error names the layer
+// ("layers.1.mega.wz.weight"); without, the blocks that take them check them.
+template <class Policy, class X>
+void check_model_parameters(const Config& c, const ModelParams<X>& p, bool layer_shapes) {
+  c.validate();
+  require(p.output.empty() == c.share_emb, "model: output.output.weight must be given exactly when share_emb is off");
+  visit_model_parameters<Policy>(p, c, [&](const std::string& name, const auto& t, const Shape& shape) {
+    require(!t.empty(), "model: parameter ", name, " is missing (expected shape ", shape.str(), ")");
+    if (layer_shapes || !name.starts_with("layers.")) check_shape("model", name, t.shape(), shape);
+  });
 }
 
 template <class Policy, class T>
@@ -81,13 +82,7 @@ class Model {
   // when forward is called with multi_segments.
   Model(const Config& config, ModelParams<T> params, std::int64_t bos_id = 1)
       : c_(config), bos_id_(bos_id) {
-    c_.validate();
-    require(params.output.empty() == c_.share_emb,
-            "model: output.output.weight must be given exactly when share_emb is off");
-    visit_model_parameters<Policy>(params, c_, [](const std::string& name, const auto& t, const Shape& shape) {
-      require(!t.empty(), "model: parameter ", name, " is missing (expected shape ", shape.str(), ")");
-      if (!name.starts_with("layers.")) check_shape("model", name, t.shape(), shape);
-    });
+    check_model_parameters<Policy>(c_, params, /*layer_shapes=*/false);  // the blocks check theirs
     embed_ = std::move(params.embed);
     rope_freqs_ = std::move(params.rope_freqs);
     output_ = std::move(params.output);
@@ -109,47 +104,19 @@ class Model {
   // multi_segments, a token equal to bos_id starts a new document (spec §4.2); the flag and the
   // batch size are fixed by the state's first call.
   Tensor<T> forward(const Tensor<std::int64_t>& tokens, ModelState<T>& state, bool multi_segments = false) const {
-    constexpr const char* op = "forward";
-    require(!tokens.empty() && tokens.rank() == 2, op, ": tokens must have shape (B, L), got ",
-            tokens.shape().str());
+    check_call<Policy>(c_, blocks_.size(), tokens, state, multi_segments);
     const std::int64_t B = tokens.dim(0), L = tokens.dim(1), C = c_.chunk_size, D = c_.model_dim;
-    require(B >= 1, op, ": tokens must hold at least one sequence (B >= 1)");
-    if constexpr (!Policy::documents)
-      require(!multi_segments, op, ": this model variant has no document handling: multi_segments must be false");
     if (state.fresh()) {
       state = ModelState<T>{};
       state.batch = B;
       state.multi_segments = multi_segments;
-    } else {
-      require(state.layers.size() == blocks_.size(), op, ": the state holds ", state.layers.size(),
-              " layers, the model has ", blocks_.size());
-      require(state.batch == B, op, ": the state was started with batch size ", state.batch,
-              ", tokens has ", B, " rows");
-      require(*state.multi_segments == multi_segments, op, ": multi_segments must be the same on every ",
-              "call of one state: it was ", *state.multi_segments ? "true" : "false", ", now ",
-              multi_segments ? "true" : "false");
     }
     const std::int64_t start = state.position();
-    check_piece(start, L, C);
-    for (std::int64_t i = 0; i < tokens.size(); ++i)
-      require(tokens[i] >= 0 && tokens[i] < c_.vocab_size, op, ": token ", tokens[i], " at (",
-              i / L, ", ", i % L, ") is outside the vocabulary [0, ", c_.vocab_size, ")");
 
     // Documents (spec §4.2): ids continue the count of the state's last cached token.
     Tensor<bool> bos;
     Tensor<std::int64_t> seg;
-    if (multi_segments) {
-      bos = Tensor<bool>({B, L});
-      seg = Tensor<std::int64_t>({B, L});
-      for (std::int64_t b = 0; b < B; ++b) {
-        std::int64_t id = state.seg_ids.empty() ? 0 : state.seg_ids(b, state.seg_ids.dim(1) - 1);
-        for (std::int64_t t = 0; t < L; ++t) {
-          bos(b, t) = tokens(b, t) == bos_id_;
-          id += bos(b, t) ? 1 : 0;
-          seg(b, t) = id;
-        }
-      }
-    }
+    if (multi_segments) document_ids(tokens, bos_id_, state.seg_ids, bos, seg);
 
     // RoPE table of the call's positions, shared by every layer.                   (L, dk/2, 2)
     Tensor<T> rope;
@@ -178,7 +145,7 @@ class Model {
 
     const Tensor<T> u = Policy::input_norm::apply(x, bos_ptr, state.output, final_norm_);
     Tensor<T> logits = cpu::linear(u, c_.share_emb ? embed_ : output_);  // (B, L, V)
-    if (multi_segments) advance_segments(state, seg, start + L);
+    if (multi_segments) advance_segments(state.seg_ids, state.mem_seg, seg, start + L, C);
     return logits;
   }
 
@@ -188,18 +155,12 @@ class Model {
   Tensor<T> feed(const Tensor<std::int64_t>& tokens, ModelState<T>& state, bool multi_segments = false) const {
     require(!tokens.empty() && tokens.rank() == 2, "feed: tokens must have shape (B, L), got ",
             tokens.shape().str());
-    const std::int64_t L = tokens.dim(1), C = c_.chunk_size;
-    std::vector<std::int64_t> cuts{0};
-    std::int64_t pos = state.position(), at = 0;
-    while (at < L && pos % C != 0) ++at, ++pos, cuts.push_back(at);  // single tokens
-    const std::int64_t whole = (L - at) / C * C;
-    if (whole > 0) cuts.push_back(at += whole);
-    if (at < L) cuts.push_back(L);
+    const std::vector<std::int64_t> cuts = feed_cuts(state.position(), tokens.dim(1), c_.chunk_size);
     if (cuts.size() == 2) return forward(tokens, state, multi_segments);
     std::vector<Tensor<T>> pieces;
     for (std::size_t i = 1; i < cuts.size(); ++i)
-      pieces.push_back(forward(columns(tokens, cuts[i - 1], cuts[i]), state, multi_segments));
-    return concat_time(pieces);
+      pieces.push_back(forward(time_slice(tokens, cuts[i - 1], cuts[i]), state, multi_segments));
+    return time_concat(pieces);
   }
 
   // The whole sequence from a fresh state: tokens (B, L) → logits (B, L, V), for any L.
@@ -209,56 +170,6 @@ class Model {
   }
 
  private:
-  // Spec §4.5: seg_ids ← seg_ids ++ seg (seg on the first call, with mem_seg ← seg[:, 0]); at a
-  // chunk boundary mem_seg ← seg_ids[:, ℓ − C − 1] (the last token of the chunk the memory
-  // absorbed last) and seg_ids keeps its last C ids, like the cached windows.
-  void advance_segments(ModelState<T>& state, const Tensor<std::int64_t>& seg, std::int64_t end) const {
-    const std::int64_t B = seg.dim(0), C = c_.chunk_size;
-    if (state.seg_ids.empty()) {
-      state.seg_ids = seg;
-      state.mem_seg = Tensor<std::int64_t>({B});
-      for (std::int64_t b = 0; b < B; ++b) state.mem_seg[b] = seg(b, 0);
-    } else {
-      state.seg_ids = concat_time<std::int64_t>({state.seg_ids, seg});
-    }
-    if (end % C != 0) return;
-    const std::int64_t len = state.seg_ids.dim(1);
-    for (std::int64_t b = 0; b < B; ++b) state.mem_seg[b] = state.seg_ids(b, std::max<std::int64_t>(len - C - 1, 0));
-    state.seg_ids = columns(state.seg_ids, len - C, len);
-  }
-
-  // Columns [begin, end) of a (B, L, ...) tensor along dim 1.
-  template <class X>
-  static Tensor<X> columns(const Tensor<X>& x, std::int64_t begin, std::int64_t end) {
-    Shape s = x.shape();
-    const std::int64_t L = s[1], inner = x.size() / (s[0] * L);
-    s[1] = end - begin;
-    Tensor<X> out(s);
-    for (std::int64_t b = 0; b < s[0]; ++b)
-      std::copy(x.data() + (b * L + begin) * inner, x.data() + (b * L + end) * inner,
-                out.data() + b * (end - begin) * inner);
-    return out;
-  }
-
-  // The pieces (B, L_i, ...) joined along dim 1.
-  template <class X>
-  static Tensor<X> concat_time(const std::vector<Tensor<X>>& pieces) {
-    Shape s = pieces.front().shape();
-    const std::int64_t B = s[0], inner = pieces.front().size() / (B * s[1]);
-    s[1] = 0;
-    for (const auto& p : pieces) s[1] += p.dim(1);
-    Tensor<X> out(s);
-    std::int64_t at = 0;
-    for (const auto& p : pieces) {
-      const std::int64_t Lp = p.dim(1);
-      for (std::int64_t b = 0; b < B; ++b)
-        std::copy(p.data() + b * Lp * inner, p.data() + (b + 1) * Lp * inner,
-                  out.data() + (b * s[1] + at) * inner);
-      at += Lp;
-    }
-    return out;
-  }
-
   Config c_;
   std::int64_t bos_id_;
   Tensor<T> embed_, rope_freqs_, output_;
