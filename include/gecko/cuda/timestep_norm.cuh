@@ -17,6 +17,7 @@
 //      and store y rounded to T once.
 // A second, tiny kernel then writes the new token counts (one warp per batch row finds the last
 // bos), so the state may be updated in place although every group's block reads the count.
+// Every kernel here is a template, so that several translation units may include the header.
 // Bound: HBM bandwidth: bytes = read x once + write y once, provided a tile (256 tokens of D/G
 // channels) stays in L1/L2 between steps 1 and 3. The grid has B·G blocks; below about two
 // blocks per multiprocessor (B·G < ~264 on an H100) the op is latency-bound instead, and a
@@ -191,16 +192,18 @@ timestep_decay_norm_kernel(const T* __restrict__ x, const bool* __restrict__ bos
 }
 
 // count[b] ← L − (last bos) if row b has a bos, else count[b] + L. One warp per batch row.
-__global__ void timestep_norm_count_kernel(const bool* __restrict__ bos,
-                                           std::int64_t* __restrict__ count, std::int64_t L) {
-  const std::int64_t b = blockIdx.x;
+// A template (of the count's type, std::int64_t) so that including this header from several
+// translation units of one program defines no kernel twice.
+template <class Count>
+__global__ void timestep_norm_count_kernel(const bool* __restrict__ bos, Count* __restrict__ count, Count L) {
+  const Count b = blockIdx.x;
   const int lane = int(threadIdx.x);
-  std::int64_t last = -1;
+  Count last = -1;
   if (bos)
-    for (std::int64_t t = lane; t < L; t += 32)
+    for (Count t = lane; t < L; t += 32)
       if (bos[b * L + t]) last = t;
   for (int offset = 16; offset > 0; offset /= 2) {
-    const std::int64_t other = __shfl_xor_sync(0xffffffffu, last, offset);
+    const Count other = __shfl_xor_sync(0xffffffffu, last, offset);
     last = other > last ? other : last;
   }
   if (lane == 0) count[b] = last >= 0 ? L - last : count[b] + L;
@@ -260,7 +263,7 @@ void timestep_decay_norm(TensorView<const T> x, TensorView<const bool> bos,
         x.data, bos_data, state.count.data, state.mean.data, state.var.data, p.weight.data,
         p.bias.data, y.data, L, D, team, k);
   check_launch("cuda::timestep_decay_norm: timestep_decay_norm_kernel");
-  detail::timestep_norm_count_kernel<<<unsigned(B), 32, 0, stream>>>(bos_data, state.count.data, L);
+  detail::timestep_norm_count_kernel<std::int64_t><<<unsigned(B), 32, 0, stream>>>(bos_data, state.count.data, L);
   check_launch("cuda::timestep_decay_norm: timestep_norm_count_kernel");
 }
 
