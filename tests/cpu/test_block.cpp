@@ -24,22 +24,12 @@ template <class T>
 void check_block_case(const std::string& name) {
   const auto f = testing::open_golden(name);
   const auto block = load_block<T>(*f, model::Config::from_json(*f->meta("config")));
-  Tensor<bool> bos;
-  Tensor<std::int64_t> seg, window_seg, mem_seg;
-  if (f->contains("in.bos_mask")) bos = f->get<bool>("in.bos_mask");
-  if (f->contains("in.segment_idx")) seg = f->get<std::int64_t>("in.segment_idx");
-  if (f->contains("in.prev_segment_idx")) window_seg = f->get<std::int64_t>("in.prev_segment_idx");
-  if (f->contains("in.prev_segment_count")) mem_seg = f->get<std::int64_t>("in.prev_segment_count");
-  const layers::SegmentIds ids{seg.empty() ? nullptr : &seg, window_seg.empty() ? nullptr : &window_seg,
-                               mem_seg.empty() ? nullptr : &mem_seg};
+  const testing::GoldenLayerCall call(*f);
   auto state = testing::read_layer_state<T>(*f, "in.cache.");
-  const Tensor<T> y = block.forward(f->get_as<T>("in.x"), f->get_as<T>("in.freqs_cis"),
-                                    bos.empty() ? nullptr : &bos, ids, state);
-  const double tol = testing::golden_tolerance<T>();
-  testing::check_close("out.y", y, f->get<float>("out.y"), tol);
-  const double state_rel = testing::check_state_against(*f, "out.cache.", state, "out.cache.", tol);
-  MESSAGE(name, " (", std::string(sizeof(T) == 4 ? "float" : "double"), "): out.y rel ",
-          testing::rel_error(y, f->get<float>("out.y")), ", state rel ", state_rel);
+  const Tensor<T> y = block.forward(f->get_as<T>("in.x"), f->get_as<T>("in.freqs_cis"), call.bos_or_none(),
+                                    call.ids(), state);
+  testing::check_layer_results(*f, name + (sizeof(T) == 4 ? " (float)" : " (double)"), y, state,
+                               testing::golden_tolerance<T>());
 }
 
 }  // namespace

@@ -6,22 +6,13 @@
 
 #include "gecko/cpu/cema.hpp"
 #include "support/golden.hpp"
+#include "support/layout.hpp"
+#include "support/random.hpp"
 
 using namespace gecko;
 using namespace gecko::cpu;
 
 namespace {
-
-// (B, P, Q) -> (B, Q, P): the golden files hold x and y channel-major, (B, D, L).
-template <class T>
-Tensor<T> swap_last_two(const Tensor<T>& x) {
-  const std::int64_t B = x.dim(0), P = x.dim(1), Q = x.dim(2);
-  Tensor<T> out({B, Q, P});
-  for (std::int64_t b = 0; b < B; ++b)
-    for (std::int64_t i = 0; i < P; ++i)
-      for (std::int64_t j = 0; j < Q; ++j) out(b, j, i) = x(b, i, j);
-  return out;
-}
 
 // (D, N) complex -> (D, N, 2) real, the golden layout.
 template <class T>
@@ -50,50 +41,28 @@ void run_golden_case(const std::string& case_name) {
   check_golden("coeffs.q", as_real(coeffs.q), f->get<float>("aux.coeffs.q"));
   check_golden("coeffs.gamma", as_real(coeffs.gamma), f->get<float>("aux.coeffs.gamma"));
 
-  const Tensor<T> x = swap_last_two(f->get_as<T>("in.x"));  // (B, L, D)
+  const Tensor<T> x = testing::swap_dims12(f->get_as<T>("in.x"));  // (B, L, D)
   Tensor<T> h;
   if (f->contains("in.hx")) h = f->get_as<T>("in.hx");
   Tensor<bool> bos;
   if (f->contains("in.bos_mask")) bos = f->get<bool>("in.bos_mask");
 
   const Tensor<T> y = cema(x, bos.empty() ? nullptr : &bos, h, coeffs);
-  check_golden("y", y, swap_last_two(f->get<float>("out.y")));
+  check_golden("y", y, testing::swap_dims12(f->get<float>("out.y")));
   check_golden("h", h, f->get<float>("out.h"));
 }
 
-struct Random {
-  std::mt19937_64 rng{2024};
-  std::normal_distribution<double> normal{0.0, 1.0};
+// Random coefficients, inputs and bos masks.
+struct Random : testing::RandomStream {
+  Random() : RandomStream(2024) {}
 
-  Tensor<double> normal_tensor(const Shape& s, double scale = 1) {
-    Tensor<double> t(s);
-    for (auto& v : t.span()) v = scale * normal(rng);
-    return t;
-  }
   CemaParams<double> params(std::int64_t D, std::int64_t N) {
     return {normal_tensor({D, N}), normal_tensor({D, N}), normal_tensor({D}),
-            normal_tensor({D, N, 2}, 0.5), {}};
-  }
-  Tensor<bool> bos(std::int64_t B, std::int64_t L, double prob) {
-    std::bernoulli_distribution coin(prob);
-    Tensor<bool> t({B, L});
-    for (auto& v : t.span()) v = coin(rng);
-    return t;
+            normal_tensor({D, N, 2}, 0, 0.5), {}};
   }
 };
 
-// Rows [t0, t1) of the time axis (dimension 1) of a (B, L, ...) tensor.
-template <class T>
-Tensor<T> slice_time(const Tensor<T>& x, std::int64_t t0, std::int64_t t1) {
-  Shape s = x.shape();
-  const std::int64_t B = s[0], L = s[1], inner = x.size() / (B * L);
-  s[1] = t1 - t0;
-  Tensor<T> out(s);
-  for (std::int64_t b = 0; b < B; ++b)
-    for (std::int64_t i = 0; i < (t1 - t0) * inner; ++i)
-      out[b * (t1 - t0) * inner + i] = x[(b * L + t0) * inner + i];
-  return out;
-}
+using testing::time_slice;
 
 double rel(const Tensor<double>& a, const Tensor<double>& b) { return testing::rel_error(a, b); }
 
@@ -120,19 +89,19 @@ TEST_CASE("cema: calls split anywhere, one token per call included, equal one ca
   for (const std::int64_t split : {1, 13, 28}) {
     INFO("split at ", split);
     Tensor<double> h = h0;
-    const auto bos1 = slice_time(bos, 0, split), bos2 = slice_time(bos, split, L);
-    const Tensor<double> y1 = cema(slice_time(x, 0, split), &bos1, h, coeffs);
-    const Tensor<double> y2 = cema(slice_time(x, split, L), &bos2, h, coeffs);
-    CHECK(rel(y1, slice_time(y, 0, split)) < 1e-12);
-    CHECK(rel(y2, slice_time(y, split, L)) < 1e-12);
+    const auto bos1 = time_slice(bos, 0, split), bos2 = time_slice(bos, split, L);
+    const Tensor<double> y1 = cema(time_slice(x, 0, split), &bos1, h, coeffs);
+    const Tensor<double> y2 = cema(time_slice(x, split, L), &bos2, h, coeffs);
+    CHECK(rel(y1, time_slice(y, 0, split)) < 1e-12);
+    CHECK(rel(y2, time_slice(y, split, L)) < 1e-12);
     CHECK(rel(h, h_whole) < 1e-12);
   }
 
   Tensor<double> h = h0;
   for (std::int64_t t = 0; t < L; ++t) {
-    const auto bos_t = slice_time(bos, t, t + 1);
-    const Tensor<double> yt = cema(slice_time(x, t, t + 1), &bos_t, h, coeffs);
-    REQUIRE(rel(yt, slice_time(y, t, t + 1)) < 1e-12);
+    const auto bos_t = time_slice(bos, t, t + 1);
+    const Tensor<double> yt = cema(time_slice(x, t, t + 1), &bos_t, h, coeffs);
+    REQUIRE(rel(yt, time_slice(y, t, t + 1)) < 1e-12);
   }
   CHECK(rel(h, h_whole) < 1e-12);
 }
@@ -151,10 +120,10 @@ TEST_CASE("cema: a bos forgets every earlier token and the carried state") {
 
   for (std::int64_t t = 0; t < t_bos; ++t)
     for (std::int64_t d = 0; d < D; ++d) x(0, t, d) = 2.0 * r.normal(r.rng) + 1.0;
-  Tensor<double> h2 = r.normal_tensor({B, D, N, 2}, 3.0);
+  Tensor<double> h2 = r.normal_tensor({B, D, N, 2}, 0, 3.0);
   const Tensor<double> y2 = cema(x, &bos, h2, coeffs);
 
-  CHECK(rel(slice_time(y1, 0, t_bos), slice_time(y2, 0, t_bos)) > 1e-3);  // the change is seen
+  CHECK(rel(time_slice(y1, 0, t_bos), time_slice(y2, 0, t_bos)) > 1e-3);  // the change is seen
   for (std::int64_t t = t_bos; t < L; ++t)
     for (std::int64_t d = 0; d < D; ++d) REQUIRE(y1(0, t, d) == y2(0, t, d));
   for (std::int64_t t = 0; t < L; ++t)
@@ -214,7 +183,7 @@ TEST_CASE("cema: Megalodon's residual weight omega and gamma scale") {
   Tensor<double> h_gecko, h_mega;
   const Tensor<double> c_gecko = cema(x, nullptr, h_gecko, cema_coefficients(params));
 
-  params.omega = r.normal_tensor({D}, 0.25);
+  params.omega = r.normal_tensor({D}, 0, 0.25);
   params.gamma_scale = 1 / std::sqrt(double(N));
   const auto coeffs = cema_coefficients(params);
   for (std::int64_t i = 0; i < coeffs.gamma.size(); ++i)

@@ -5,19 +5,15 @@
 
 #include "gecko/cpu/group_norm.hpp"
 #include "support/golden.hpp"
+#include "support/random.hpp"
+#include "support/report.hpp"
 
 using namespace gecko;
 
 namespace {
 
-template <class T>
-Tensor<T> random_tensor(const Shape& shape, std::uint64_t seed, double scale = 1.0, double shift = 0.0) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal(shift, scale);
-  Tensor<T> x(shape);
-  for (auto& e : x.span()) e = T(normal(rng));
-  return x;
-}
+using testing::random_normal;
+using testing::report_and_check;
 
 struct NormCase {
   std::unique_ptr<io::SafetensorsFile> file;
@@ -29,13 +25,6 @@ NormCase open_norm_case(const std::string& name) {
   auto file = testing::open_golden(name);
   const auto args = nlohmann::json::parse(*file->meta("args"));
   return {std::move(file), args.at("num_groups").get<int>(), args.at("eps").get<double>()};
-}
-
-template <class T>
-void report_and_check(const std::string& name, const Tensor<T>& cand, const Tensor<T>& golden) {
-  MESSAGE(name, std::string(sizeof(T) == 4 ? " (float)" : " (double)"), ": rel error ",
-          testing::rel_error(cand, golden));
-  testing::check_close(name, cand, golden, testing::golden_tolerance<T>());
 }
 
 template <class T>
@@ -75,7 +64,7 @@ TEST_CASE_TEMPLATE("group_layer_norm golden layer_norm_g2_noaffine", T, float, d
 }
 
 TEST_CASE("group_rms_norm: H groups over (B, L, H·dk) equal one group per head of (B, L, H, dk)") {
-  const auto z = random_tensor<double>(Shape{2, 5, 3, 8}, 11, 2.0, 0.5);
+  const auto z = random_normal<double>(Shape{2, 5, 3, 8}, 11, 2.0, 0.5);
   const auto per_head = cpu::group_rms_norm(z, 1, 1e-5, nullptr);
   const auto grouped = cpu::group_rms_norm(z.reshaped(Shape{2, 5, 24}), 3, 1e-5, nullptr);
   CHECK(testing::rel_error(grouped.reshaped(Shape{2, 5, 3, 8}), per_head) == 0.0);
@@ -89,7 +78,7 @@ TEST_CASE("group_rms_norm: H groups over (B, L, H·dk) equal one group per head 
 
 TEST_CASE("group_layer_norm: each group has zero mean and unit variance; weight is an offset from 1") {
   const std::int64_t F = 12;
-  const auto x = random_tensor<double>(Shape{4, F}, 7, 3.0, 5.0);
+  const auto x = random_normal<double>(Shape{4, F}, 7, 3.0, 5.0);
   const auto y = cpu::group_layer_norm(x, 3, 0.0, nullptr, nullptr);
   for (std::int64_t r = 0; r < 4; ++r)
     for (int g = 0; g < 3; ++g) {
@@ -99,7 +88,7 @@ TEST_CASE("group_layer_norm: each group has zero mean and unit variance; weight 
       CHECK(std::abs(mean) < 1e-12);
       CHECK(var == doctest::Approx(1.0).epsilon(1e-12));
     }
-  const auto weight = random_tensor<double>(Shape{F}, 8, 0.1), bias = random_tensor<double>(Shape{F}, 9);
+  const auto weight = random_normal<double>(Shape{F}, 8, 0.1), bias = random_normal<double>(Shape{F}, 9);
   const auto ya = cpu::group_layer_norm(x, 3, 0.0, &weight, &bias);
   for (std::int64_t r = 0; r < 4; ++r)
     for (std::int64_t i = 0; i < F; ++i)

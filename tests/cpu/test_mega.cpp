@@ -8,6 +8,7 @@
 #include "gecko/model/checkpoint.hpp"
 #include "gecko/policy/presets.hpp"
 #include "support/golden.hpp"
+#include "support/layout.hpp"
 #include "test_model_helpers.hpp"
 
 using namespace gecko;
@@ -24,39 +25,18 @@ layers::Mega<policy::Gecko, T> load_mega(const io::SafetensorsFile& f) {
   return layers::Mega<policy::Gecko, T>(config, std::move(p));
 }
 
-struct GoldenCall {
-  Tensor<bool> bos;
-  Tensor<std::int64_t> seg, window_seg, mem_seg;
-  layers::SegmentIds ids() const {
-    return {seg.empty() ? nullptr : &seg, window_seg.empty() ? nullptr : &window_seg,
-            mem_seg.empty() ? nullptr : &mem_seg};
-  }
-};
-
-GoldenCall read_call(const io::SafetensorsFile& f) {
-  GoldenCall c;
-  if (f.contains("in.bos_mask")) c.bos = f.get<bool>("in.bos_mask");
-  if (f.contains("in.segment_idx")) c.seg = f.get<std::int64_t>("in.segment_idx");
-  if (f.contains("in.prev_segment_idx")) c.window_seg = f.get<std::int64_t>("in.prev_segment_idx");
-  if (f.contains("in.prev_segment_count")) c.mem_seg = f.get<std::int64_t>("in.prev_segment_count");
-  return c;
-}
-
 template <class T>
 void check_mega_case(const std::string& name) {
   const auto f = testing::open_golden(name);
   const auto mega = load_mega<T>(*f);
-  const GoldenCall call = read_call(*f);
+  const testing::GoldenLayerCall call(*f);
   auto state = testing::read_layer_state<T>(*f, "in.cache.");
   CHECK(state.kv_count == f->get<std::int64_t>("in.rope_start")[0]);
   layers::MegaTrace<T> trace;
   const Tensor<T> y = mega.forward(f->get_as<T>("in.x"), f->get_as<T>("in.freqs_cis"),
-                                   call.bos.empty() ? nullptr : &call.bos, call.ids(), state, &trace);
-  const double tol = testing::golden_tolerance<T>();
-  testing::check_close("out.y", y, f->get<float>("out.y"), tol);
-  const double state_rel = testing::check_state_against(*f, "out.cache.", state, "out.cache.", tol);
-  MESSAGE(name, " (", std::string(sizeof(T) == 4 ? "float" : "double"), "): out.y rel ",
-          testing::rel_error(y, f->get<float>("out.y")), ", state rel ", state_rel);
+                                   call.bos_or_none(), call.ids(), state, &trace);
+  testing::check_layer_results(*f, name + (sizeof(T) == 4 ? " (float)" : " (double)"), y, state,
+                               testing::golden_tolerance<T>());
 }
 
 }  // namespace
@@ -68,12 +48,7 @@ TEST_CASE_TEMPLATE("mega: golden mega_fresh, with every intermediate activation"
   layers::MegaTrace<T> trace;
   mega.forward(f->get_as<T>("in.x"), f->get_as<T>("in.freqs_cis"), nullptr, {}, state, &trace);
   const double tol = testing::golden_tolerance<T>();
-  // aux.cema.out is stored channel-major (B, D, L).
-  const Tensor<T>& c = trace.cema;
-  Tensor<T> c_bdl({c.dim(0), c.dim(2), c.dim(1)});
-  for (std::int64_t b = 0; b < c.dim(0); ++b)
-    for (std::int64_t t = 0; t < c.dim(1); ++t)
-      for (std::int64_t d = 0; d < c.dim(2); ++d) c_bdl(b, d, t) = c(b, t, d);
+  const Tensor<T> c_bdl = testing::swap_dims12(trace.cema);  // aux.cema.out is stored channel-major (B, D, L)
   const std::pair<const char*, const Tensor<T>*> parts[] = {
       {"aux.timenorm.out", &trace.timenorm}, {"aux.cema.out", &c_bdl},
       {"aux.rmsnorm.out", &trace.rmsnorm},   {"aux.wz.out", &trace.wz},

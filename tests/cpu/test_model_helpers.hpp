@@ -1,21 +1,22 @@
 #pragma once
-// Helpers shared by the layer and model tests: golden streaming states in and out, and
-// comparisons of whole states.
+// Helpers shared by the layer and model tests (CPU and GPU): golden layer calls and streaming
+// states in and out, piece schedules, random models and tokens, and comparisons of whole states.
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
-#include <vector>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "gecko/cpu/rope.hpp"
 #include "gecko/layers/layer_state.hpp"
 #include "gecko/model/model.hpp"
 #include "gecko/model/state.hpp"
 #include "support/golden.hpp"
+#include "support/layout.hpp"
 
 namespace gecko::testing {
 
@@ -68,11 +69,41 @@ double check_state_against(const io::SafetensorsFile& f, const std::string& pref
   return worst;
 }
 
-inline Tensor<std::int64_t> time_slice(const Tensor<std::int64_t>& x, std::int64_t begin, std::int64_t end) {
-  Tensor<std::int64_t> out({x.dim(0), end - begin});
-  for (std::int64_t b = 0; b < x.dim(0); ++b)
-    for (std::int64_t t = begin; t < end; ++t) out(b, t - begin) = x(b, t);
-  return out;
+// The inputs of a golden layer call besides x and the RoPE table (mega_* and block_* files): the
+// bos mask and the document ids, each empty where the file has none.
+struct GoldenLayerCall {
+  Tensor<bool> bos;                                // in.bos_mask (B, L)
+  Tensor<std::int64_t> seg, window_seg, mem_seg;  // in.segment_idx, in.prev_segment_idx, in.prev_segment_count
+
+  explicit GoldenLayerCall(const io::SafetensorsFile& f) {
+    if (f.contains("in.bos_mask")) bos = f.get<bool>("in.bos_mask");
+    if (f.contains("in.segment_idx")) seg = f.get<std::int64_t>("in.segment_idx");
+    if (f.contains("in.prev_segment_idx")) window_seg = f.get<std::int64_t>("in.prev_segment_idx");
+    if (f.contains("in.prev_segment_count")) mem_seg = f.get<std::int64_t>("in.prev_segment_count");
+  }
+  const Tensor<bool>* bos_or_none() const { return bos.empty() ? nullptr : &bos; }
+  layers::SegmentIds ids() const {
+    return {seg.empty() ? nullptr : &seg, window_seg.empty() ? nullptr : &window_seg,
+            mem_seg.empty() ? nullptr : &mem_seg};
+  }
+};
+
+// A golden layer call's results: out.y and every out.cache.* tensor of the file at tol, both
+// errors reported after `label`.
+template <class T>
+void check_layer_results(const io::SafetensorsFile& f, const std::string& label, const Tensor<T>& y,
+                         const layers::LayerState<T>& state, double tol) {
+  const Tensor<float> golden = f.get<float>("out.y");
+  check_close("out.y", y, golden, tol);
+  const double state_rel = check_state_against(f, "out.cache.", state, "out.cache.", tol);
+  MESSAGE(label, ": out.y rel ", rel_error(y, golden), ", state rel ", state_rel);
+}
+
+// "16 16 3 1 " for a schedule of pieces, for test reports.
+inline std::string schedule_text(const std::vector<std::int64_t>& schedule) {
+  std::string text;
+  for (const auto n : schedule) text += std::to_string(n) + " ";
+  return text;
 }
 
 // A random schedule of allowed pieces covering L tokens: at a chunk boundary a prefill of whole
@@ -175,9 +206,7 @@ void check_random_schedules(const Model& model, const Tensor<std::int64_t>& toke
   const Tensor<double> one = model.feed(tokens, one_state, multi);
   for (int k = 0; k < schedules; ++k) {
     const auto schedule = random_schedule(rng, L, C);
-    std::string text;
-    for (auto n : schedule) text += std::to_string(n) + " ";
-    INFO("schedule ", text);
+    INFO("schedule ", schedule_text(schedule));
     model::ModelState<double> s;
     const Tensor<double> streamed = stream_in_pieces(model, tokens, schedule, s, multi);
     CHECK(rel_error(streamed, one) <= 1e-9);

@@ -7,28 +7,11 @@
 
 #include "gecko/cpu/rope.hpp"
 #include "support/golden.hpp"
+#include "support/random.hpp"
+#include "support/report.hpp"
 
 using namespace gecko;
-
-namespace {
-
-template <class T>
-Tensor<T> random_tensor(const Shape& shape, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  Tensor<T> x(shape);
-  for (auto& e : x.span()) e = T(normal(rng));
-  return x;
-}
-
-template <class T>
-void report_and_check(const std::string& name, const Tensor<T>& cand, const Tensor<T>& golden) {
-  MESSAGE(name, std::string(sizeof(T) == 4 ? " (float)" : " (double)"), ": rel error ",
-          testing::rel_error(cand, golden));
-  testing::check_close(name, cand, golden, testing::golden_tolerance<T>());
-}
-
-}  // namespace
+using testing::report_and_check;
 
 TEST_CASE_TEMPLATE("rope golden: frequencies, table from position 53, rotation of xq and xk", T, float, double) {
   const auto f = testing::open_golden("rope");
@@ -84,7 +67,7 @@ TEST_CASE("rope_table from positions: Megalodon positions t mod C repeat the row
 }
 
 TEST_CASE("apply_rope rotates pairs of the first num_rope_heads heads and leaves the others") {
-  const auto x = random_tensor<double>(Shape{2, 5, 3, 8}, 3);
+  const auto x = testing::random_normal<double>(Shape{2, 5, 3, 8}, 3);
   const auto table = cpu::rope_table(cpu::rope_frequencies<double>(8, 500000.0), 17, 5);
   auto y = x;
   cpu::apply_rope(y, table, 2);

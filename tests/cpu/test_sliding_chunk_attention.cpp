@@ -10,6 +10,9 @@
 #include "gecko/cpu/rope.hpp"
 #include "gecko/cpu/sliding_chunk_attention.hpp"
 #include "support/golden.hpp"
+#include "support/layout.hpp"
+#include "support/random.hpp"
+#include "support/report.hpp"
 
 using namespace gecko;
 using cpu::AttentionPattern;
@@ -17,13 +20,10 @@ using cpu::AttentionWindow;
 
 namespace {
 
-template <class T>
-Tensor<T> random_tensor(const Shape& shape, std::mt19937_64& rng, double scale = 1.0) {
-  std::normal_distribution<double> normal(0.0, scale);
-  Tensor<T> x(shape);
-  for (auto& e : x.span()) e = T(normal(rng));
-  return x;
-}
+using testing::random_normal;
+using testing::report_and_check;
+using testing::time_concat;
+using testing::time_slice;
 
 // Segment ids as the model forms them: a running count of document starts (§4.2), here with a
 // start probability per token so that documents begin inside chunks, on boundaries, back to back.
@@ -35,41 +35,6 @@ Tensor<std::int64_t> random_segments(std::int64_t B, std::int64_t L, std::mt1993
     for (std::int64_t t = 0; t < L; ++t) seg(b, t) = (id += starts(rng) ? 1 : 0);
   }
   return seg;
-}
-
-template <class T>
-void report_and_check(const std::string& name, const Tensor<T>& cand, const Tensor<T>& golden) {
-  MESSAGE(name, std::string(sizeof(T) == 4 ? " (float)" : " (double)"), ": rel error ",
-          testing::rel_error(cand, golden));
-  testing::check_close(name, cand, golden, testing::golden_tolerance<T>());
-}
-
-// Rows [begin, end) along time of x (B, L, ...) as a new tensor.
-template <class T>
-Tensor<T> time_slice(const Tensor<T>& x, std::int64_t begin, std::int64_t end) {
-  Shape shape = x.shape();
-  const std::int64_t row = x.size() / (shape[0] * shape[1]), L = shape[1];
-  shape[1] = end - begin;
-  Tensor<T> out(shape);
-  for (std::int64_t b = 0; b < shape[0]; ++b)
-    std::copy(x.data() + (b * L + begin) * row, x.data() + (b * L + end) * row,
-              out.data() + b * (end - begin) * row);
-  return out;
-}
-
-// a ++ b along time (either may be empty).
-template <class T>
-Tensor<T> time_concat(const Tensor<T>& a, const Tensor<T>& b) {
-  if (a.empty()) return b;
-  Shape shape = a.shape();
-  const std::int64_t row = a.size() / (shape[0] * shape[1]), La = a.dim(1), Lb = b.dim(1);
-  shape[1] = La + Lb;
-  Tensor<T> out(shape);
-  for (std::int64_t i = 0; i < shape[0]; ++i) {
-    std::copy(a.data() + i * La * row, a.data() + (i + 1) * La * row, out.data() + i * (La + Lb) * row);
-    std::copy(b.data() + i * Lb * row, b.data() + (i + 1) * Lb * row, out.data() + (i * (La + Lb) + La) * row);
-  }
-  return out;
 }
 
 // The dense definition: a full (L x L) mask per batch row, softmax over the allowed keys, in double.
@@ -187,9 +152,9 @@ TEST_CASE_TEMPLATE("sliding_chunk_attention golden sca_step_segments", T, float,
 TEST_CASE("sliding_chunk_attention equals a dense masked softmax, both patterns, with and without segments") {
   std::mt19937_64 rng(20260112);
   const std::int64_t B = 2, L = 20, H = 3, dk = 4, dv = 5, C = 4;
-  const auto q = random_tensor<double>(Shape{B, L, H, dk}, rng, 1.5);
-  const auto k = random_tensor<double>(Shape{B, L, H, dk}, rng, 1.5);
-  const auto v = random_tensor<double>(Shape{B, L, H, dv}, rng);
+  const auto q = random_normal<double>(Shape{B, L, H, dk}, rng, 1.5);
+  const auto k = random_normal<double>(Shape{B, L, H, dk}, rng, 1.5);
+  const auto v = random_normal<double>(Shape{B, L, H, dv}, rng);
   const auto seg = random_segments(B, L, rng, 0.2);
   for (const auto pattern : {AttentionPattern::BlockDiagonal, AttentionPattern::SlidingChunks})
     for (const bool segmented : {false, true}) {
@@ -208,9 +173,9 @@ TEST_CASE("sliding_chunk_attention equals a dense masked softmax, both patterns,
 TEST_CASE("sliding_chunk_attention: streaming in steps and tails equals one prefill call (double)") {
   std::mt19937_64 rng(7);
   const std::int64_t B = 2, C = 8, L = 5 * C, H = 2, dk = 6, dv = 3;
-  const auto q = random_tensor<double>(Shape{B, L, H, dk}, rng, 1.5);
-  const auto k = random_tensor<double>(Shape{B, L, H, dk}, rng, 1.5);
-  const auto v = random_tensor<double>(Shape{B, L, H, dv}, rng);
+  const auto q = random_normal<double>(Shape{B, L, H, dk}, rng, 1.5);
+  const auto k = random_normal<double>(Shape{B, L, H, dk}, rng, 1.5);
+  const auto v = random_normal<double>(Shape{B, L, H, dv}, rng);
   const auto seg = random_segments(B, L, rng, 0.15);
   const std::vector<std::int64_t> steps(std::size_t(L), 1);
   // prefill 2C, tail C/2 from a boundary, steps to the next boundary, prefill C, steps.
@@ -233,7 +198,7 @@ TEST_CASE("sliding_chunk_attention: streaming in steps and tails equals one pref
 TEST_CASE("attention_window_after: prefill keeps the last chunk, tail and step append; block diagonal keeps the partial chunk") {
   std::mt19937_64 rng(3);
   const std::int64_t B = 1, H = 1, C = 4;
-  const auto k = random_tensor<double>(Shape{B, 8, H, 2}, rng), v = random_tensor<double>(Shape{B, 8, H, 3}, rng);
+  const auto k = random_normal<double>(Shape{B, 8, H, 2}, rng), v = random_normal<double>(Shape{B, 8, H, 3}, rng);
   const auto w = cpu::attention_window_after<double>({}, k, v, C);
   CHECK(w.key.shape() == Shape{B, C, H, 2});
   CHECK(w.key(0, 0, 0, 1) == k(0, 4, 0, 1));
@@ -253,14 +218,14 @@ TEST_CASE("attention_window_after: prefill keeps the last chunk, tail and step a
 TEST_CASE("sliding_chunk_attention: call-rule violations throw and state the rule") {
   std::mt19937_64 rng(5);
   const std::int64_t C = 4;
-  const auto x8 = random_tensor<float>(Shape{1, 8, 1, 2}, rng);
-  const auto x6 = random_tensor<float>(Shape{1, 6, 1, 2}, rng);
-  const auto x2 = random_tensor<float>(Shape{1, 2, 1, 2}, rng);
-  const auto x1 = random_tensor<float>(Shape{1, 1, 1, 2}, rng);
-  const AttentionWindow<float> window4{random_tensor<float>(Shape{1, 4, 1, 2}, rng),
-                                       random_tensor<float>(Shape{1, 4, 1, 2}, rng)};
-  const AttentionWindow<float> window5{random_tensor<float>(Shape{1, 5, 1, 2}, rng),
-                                       random_tensor<float>(Shape{1, 5, 1, 2}, rng)};
+  const auto x8 = random_normal<float>(Shape{1, 8, 1, 2}, rng);
+  const auto x6 = random_normal<float>(Shape{1, 6, 1, 2}, rng);
+  const auto x2 = random_normal<float>(Shape{1, 2, 1, 2}, rng);
+  const auto x1 = random_normal<float>(Shape{1, 1, 1, 2}, rng);
+  const AttentionWindow<float> window4{random_normal<float>(Shape{1, 4, 1, 2}, rng),
+                                       random_normal<float>(Shape{1, 4, 1, 2}, rng)};
+  const AttentionWindow<float> window5{random_normal<float>(Shape{1, 5, 1, 2}, rng),
+                                       random_normal<float>(Shape{1, 5, 1, 2}, rng)};
   using doctest::Contains;
   CHECK_THROWS_WITH_AS(cpu::sliding_chunk_attention(x8, x8, x8, window5, nullptr, nullptr, C, 5),
                        Contains("prefill) must start on a chunk boundary (start % chunk == 0); got start=5"), Error);
@@ -269,8 +234,8 @@ TEST_CASE("sliding_chunk_attention: call-rule violations throw and state the rul
   CHECK_THROWS_WITH_AS(cpu::sliding_chunk_attention(x2, x2, x2, window5, nullptr, nullptr, C, 5),
                        Contains("a call of 1 < L < chunk tokens (tail) must start on a chunk boundary"), Error);
   // A window not yet cut at the boundary: 8 tokens seen, the window must be the last chunk.
-  const AttentionWindow<float> uncut{random_tensor<float>(Shape{1, 8, 1, 2}, rng),
-                                     random_tensor<float>(Shape{1, 8, 1, 2}, rng)};
+  const AttentionWindow<float> uncut{random_normal<float>(Shape{1, 8, 1, 2}, rng),
+                                     random_normal<float>(Shape{1, 8, 1, 2}, rng)};
   CHECK_THROWS_WITH_AS(cpu::sliding_chunk_attention(x1, x1, x1, uncut, nullptr, nullptr, C, 8),
                        Contains("needs a window of the 4 tokens before it (Lk = min(start, chunk + start % chunk)"),
                        Error);

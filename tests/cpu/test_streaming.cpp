@@ -1,6 +1,6 @@
 // Streaming is exact: random schedules of prefills, tails and single tokens, with random document
 // starts and batch > 1, give the logits and the final state of one call; the state's size does
-// not grow with the stream.
+// not grow with the stream. The bookkeeping behind it (model/streaming.hpp) on small cases.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gecko/model/checkpoint.hpp"
+#include "gecko/model/streaming.hpp"
 #include "gecko/policy/presets.hpp"
 #include "support/golden.hpp"
 #include "test_model_helpers.hpp"
@@ -84,4 +85,53 @@ TEST_CASE("streaming: the state's memory footprint is constant in the stream len
                                  (i64 * B + 2 * f32 * B * G) + i64;
   const std::int64_t total = c.num_layers * per_layer + (i64 * B + 2 * f32 * B * G) + i64 * B * W + i64 * B;
   CHECK(*std::max_element(bytes.begin(), bytes.end()) == total);
+}
+
+TEST_CASE("streaming: feed's cuts, document ids, window lengths and segment bookkeeping") {
+  using Cuts = std::vector<std::int64_t>;
+  // From position 5 with C = 16: single tokens to 16, one whole chunk, a tail of 13.
+  CHECK(model::feed_cuts(5, 40, 16) == Cuts{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 27, 40});
+  CHECK(model::feed_cuts(0, 32, 16) == Cuts{0, 32});
+  CHECK(model::feed_cuts(3, 2, 16) == Cuts{0, 1, 2});
+  CHECK(model::feed_cuts(16, 7, 16) == Cuts{0, 7});
+
+  CHECK(model::window_length_after(0, 48, 48, 16) == 16);   // a prefill keeps its last chunk
+  CHECK(model::window_length_after(16, 5, 21, 16) == 21);   // a tail appends
+  CHECK(model::window_length_after(16, 1, 17, 16) == 17);   // a step appends
+  CHECK(model::window_length_after(31, 1, 32, 16) == 16);   // a boundary cuts to the last chunk
+  CHECK(model::joined_window_length(31, 1, 16) == 32);      // ... after the call joined 2C tokens
+
+  Tensor<std::int64_t> tokens({2, 4});
+  const std::int64_t rows[2][4] = {{1, 5, 1, 1}, {7, 7, 1, 7}};
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t t = 0; t < 4; ++t) tokens(b, t) = rows[b][t];
+  Tensor<bool> bos;
+  Tensor<std::int64_t> seg;
+  model::document_ids(tokens, 1, {}, bos, seg);
+  const std::int64_t fresh[2][4] = {{1, 1, 2, 3}, {0, 0, 1, 1}};
+  Tensor<std::int64_t> window({2, 3});
+  window(0, 2) = 4;
+  window(1, 2) = 2;
+  Tensor<bool> bos2;
+  Tensor<std::int64_t> seg2;
+  model::document_ids(tokens, 1, window, bos2, seg2);  // continues the window's last ids
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t t = 0; t < 4; ++t) {
+      CHECK(bos(b, t) == (rows[b][t] == 1));
+      CHECK(seg(b, t) == fresh[b][t]);
+      CHECK(seg2(b, t) == fresh[b][t] + window(b, 2));
+    }
+
+  // C = 4: a prefill of two chunks, then a step.
+  Tensor<std::int64_t> seg_ids, mem_seg, prefill({1, 8}), step({1, 1}, 3);
+  const std::int64_t ids[8] = {0, 0, 1, 1, 1, 2, 2, 2};
+  for (std::int64_t t = 0; t < 8; ++t) prefill(0, t) = ids[t];
+  model::advance_segments(seg_ids, mem_seg, prefill, 8, 4);
+  REQUIRE(seg_ids.shape() == Shape{1, 4});
+  CHECK(mem_seg[0] == 1);  // the last token of the chunk the memory absorbed: t = 3
+  for (std::int64_t j = 0; j < 4; ++j) CHECK(seg_ids(0, j) == ids[4 + j]);
+  model::advance_segments(seg_ids, mem_seg, step, 9, 4);
+  REQUIRE(seg_ids.shape() == Shape{1, 5});
+  CHECK(seg_ids(0, 4) == 3);
+  CHECK(mem_seg[0] == 1);
 }

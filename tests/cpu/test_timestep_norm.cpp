@@ -8,6 +8,8 @@
 
 #include "gecko/cpu/timestep_norm.hpp"
 #include "support/golden.hpp"
+#include "support/layout.hpp"
+#include "support/random.hpp"
 
 using namespace gecko;
 using namespace gecko::cpu;
@@ -62,21 +64,9 @@ void run_golden_case(const std::string& case_name) {
 }
 
 // Random inputs of a small decay norm: B = 2, D = 16, G = 4.
-struct Random {
-  std::mt19937_64 rng{12345};
-  std::normal_distribution<double> normal{0.0, 1.0};
+struct Random : testing::RandomStream {
+  Random() : RandomStream(12345) {}
 
-  Tensor<double> normal_tensor(const Shape& s, double mean = 0, double scale = 1) {
-    Tensor<double> t(s);
-    for (auto& v : t.span()) v = mean + scale * normal(rng);
-    return t;
-  }
-  Tensor<bool> bos(std::int64_t B, std::int64_t L, double prob) {
-    std::bernoulli_distribution coin(prob);
-    Tensor<bool> t({B, L});
-    for (auto& v : t.span()) v = coin(rng);
-    return t;
-  }
   TimestepNormParams<double> params(std::int64_t D, int G) {
     TimestepNormParams<double> p;
     p.weight = normal_tensor({D}, 0, 0.3);
@@ -97,18 +87,7 @@ struct Random {
   }
 };
 
-// Rows [t0, t1) of the time axis (dimension 1) of a (B, L, ...) tensor.
-template <class T>
-Tensor<T> slice_time(const Tensor<T>& x, std::int64_t t0, std::int64_t t1) {
-  Shape s = x.shape();
-  const std::int64_t B = s[0], L = s[1], inner = x.size() / (B * L);
-  s[1] = t1 - t0;
-  Tensor<T> out(s);
-  for (std::int64_t b = 0; b < B; ++b)
-    for (std::int64_t i = 0; i < (t1 - t0) * inner; ++i)
-      out[b * (t1 - t0) * inner + i] = x[(b * L + t0) * inner + i];
-  return out;
-}
+using testing::time_slice;
 
 double rel(const Tensor<double>& a, const Tensor<double>& b) { return testing::rel_error(a, b); }
 
@@ -144,13 +123,13 @@ TEST_CASE("timestep_decay_norm: two calls with the state carried equal one call"
     INFO("split at ", split);
     TimestepNormState<double> s = start;
     TimestepNormStats<double> st1, st2;
-    const auto bos1 = slice_time(bos, 0, split), bos2 = slice_time(bos, split, L);
-    const Tensor<double> y1 = timestep_decay_norm(slice_time(x, 0, split), &bos1, s, p, &st1);
-    const Tensor<double> y2 = timestep_decay_norm(slice_time(x, split, L), &bos2, s, p, &st2);
-    CHECK(rel(y1, slice_time(y, 0, split)) < 1e-12);
-    CHECK(rel(y2, slice_time(y, split, L)) < 1e-12);
-    CHECK(rel(st2.cummean, slice_time(whole_stats.cummean, split, L)) < 1e-12);
-    CHECK(rel(st2.cumrstd, slice_time(whole_stats.cumrstd, split, L)) < 1e-12);
+    const auto bos1 = time_slice(bos, 0, split), bos2 = time_slice(bos, split, L);
+    const Tensor<double> y1 = timestep_decay_norm(time_slice(x, 0, split), &bos1, s, p, &st1);
+    const Tensor<double> y2 = timestep_decay_norm(time_slice(x, split, L), &bos2, s, p, &st2);
+    CHECK(rel(y1, time_slice(y, 0, split)) < 1e-12);
+    CHECK(rel(y2, time_slice(y, split, L)) < 1e-12);
+    CHECK(rel(st2.cummean, time_slice(whole_stats.cummean, split, L)) < 1e-12);
+    CHECK(rel(st2.cumrstd, time_slice(whole_stats.cumrstd, split, L)) < 1e-12);
     testing::check_equal("count", s.count, whole.count);
     CHECK(rel(s.mean, whole.mean) < 1e-12);
     CHECK(rel(s.var, whole.var) < 1e-12);
@@ -177,7 +156,7 @@ TEST_CASE("timestep_decay_norm: a bos forgets every earlier token and the carrie
   s2.count[1] = 1000;
   const Tensor<double> y2 = timestep_decay_norm(x, &bos, s2, p);
 
-  CHECK(rel(slice_time(y1, 0, t_bos), slice_time(y2, 0, t_bos)) > 1e-3);  // the change is seen
+  CHECK(rel(time_slice(y1, 0, t_bos), time_slice(y2, 0, t_bos)) > 1e-3);  // the change is seen
   for (std::int64_t t = t_bos; t < L; ++t)
     for (std::int64_t i = 0; i < D; ++i) REQUIRE(y1(0, t, i) == y2(0, t, i));
   for (std::int64_t i = 0; i < y1.size() / B; ++i) REQUIRE(y1[y1.size() / B + i] == y2[y2.size() / B + i]);
@@ -317,10 +296,10 @@ TEST_CASE("timestep_cumulative_norm equals a direct two-pass Welford computation
   p.prior_var = Tensor<double>({G}, 1.0);
   TimestepNormState<double> whole, halves;
   const Tensor<double> yw = timestep_cumulative_norm(x, whole, p);
-  const Tensor<double> y1 = timestep_cumulative_norm(slice_time(x, 0, 10), halves, p);
-  const Tensor<double> y2 = timestep_cumulative_norm(slice_time(x, 10, L), halves, p);
-  CHECK(rel(y1, slice_time(yw, 0, 10)) < 1e-12);
-  CHECK(rel(y2, slice_time(yw, 10, L)) < 1e-12);
+  const Tensor<double> y1 = timestep_cumulative_norm(time_slice(x, 0, 10), halves, p);
+  const Tensor<double> y2 = timestep_cumulative_norm(time_slice(x, 10, L), halves, p);
+  CHECK(rel(y1, time_slice(yw, 0, 10)) < 1e-12);
+  CHECK(rel(y2, time_slice(yw, 10, L)) < 1e-12);
   testing::check_equal("count", halves.count, whole.count);
   CHECK(rel(halves.mean, whole.mean) < 1e-12);
   CHECK(rel(halves.var, whole.var) < 1e-12);

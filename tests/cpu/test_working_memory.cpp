@@ -10,6 +10,7 @@
 
 #include "gecko/cpu/working_memory.hpp"
 #include "support/golden.hpp"
+#include "support/layout.hpp"
 
 using namespace gecko;
 using cpu::WorkingMemorySegments;
@@ -17,49 +18,8 @@ using cpu::WorkingMemoryState;
 
 namespace {
 
-// (B, X, Y, Z) -> (B, Y, X, Z): moves between the (B, H, Lk, dv) and (B, Lk, H, dv) layouts.
-template <class T>
-Tensor<T> swap12(const Tensor<T>& x) {
-  Tensor<T> y({x.dim(0), x.dim(2), x.dim(1), x.dim(3)});
-  for (std::int64_t b = 0; b < x.dim(0); ++b)
-    for (std::int64_t i = 0; i < x.dim(1); ++i)
-      for (std::int64_t j = 0; j < x.dim(2); ++j)
-        for (std::int64_t d = 0; d < x.dim(3); ++d) y(b, j, i, d) = x(b, i, j, d);
-  return y;
-}
-
-// Positions [begin, begin + n) along dimension `axis` of a tensor of rank <= 4.
-template <class T>
-Tensor<T> slice(const Tensor<T>& x, int axis, std::int64_t begin, std::int64_t n) {
-  Shape s = x.shape();
-  std::int64_t outer = 1, inner = 1;
-  for (int i = 0; i < axis; ++i) outer *= s[i];
-  for (int i = axis + 1; i < s.rank; ++i) inner *= s[i];
-  const std::int64_t len = s[axis];
-  s[axis] = n;
-  Tensor<T> y(s);
-  for (std::int64_t o = 0; o < outer; ++o)
-    std::copy_n(x.data() + (o * len + begin) * inner, n * inner, y.data() + o * n * inner);
-  return y;
-}
-
-// a ++ b along dimension `axis` (a may be empty).
-template <class T>
-Tensor<T> concat(const Tensor<T>& a, const Tensor<T>& b, int axis) {
-  if (a.empty()) return b;
-  Shape s = a.shape();
-  std::int64_t outer = 1, inner = 1;
-  for (int i = 0; i < axis; ++i) outer *= s[i];
-  for (int i = axis + 1; i < s.rank; ++i) inner *= s[i];
-  const std::int64_t na = a.dim(axis), nb = b.dim(axis);
-  s[axis] = na + nb;
-  Tensor<T> y(s);
-  for (std::int64_t o = 0; o < outer; ++o) {
-    std::copy_n(a.data() + o * na * inner, na * inner, y.data() + o * (na + nb) * inner);
-    std::copy_n(b.data() + o * nb * inner, nb * inner, y.data() + (o * (na + nb) + na) * inner);
-  }
-  return y;
-}
+using testing::concat;
+using testing::slice;
 
 template <class A, class B>
 double report(const std::string& name, const Tensor<A>& cand, const Tensor<B>& golden, double tol) {
@@ -90,7 +50,7 @@ void golden_case(const std::string& name) {
   Tensor<T> prev_v;  // (B, H, Lk, dv) as the reference caches it
   if (f->contains("in.prev_v")) {
     prev_v = f->get_as<T>("in.prev_v");
-    window_value = swap12(prev_v);
+    window_value = testing::swap_dims12(prev_v);
   }
   Tensor<std::int64_t> seg, window_seg, mem_seg;
   WorkingMemorySegments segments;
@@ -109,7 +69,7 @@ void golden_case(const std::string& name) {
 
   // The value window the caller keeps: prefill -> last C values of the call; tail -> window ++ new.
   const std::int64_t L = q.dim(1);
-  const Tensor<T> v_heads = swap12(v.reshaped({v.dim(0), L, heads, v.dim(2) / heads}));
+  const Tensor<T> v_heads = testing::swap_dims12(v.reshaped({v.dim(0), L, heads, v.dim(2) / heads}));
   const Tensor<T> expected_v = L >= C ? slice(v_heads, 2, L - C, C) : concat(prev_v, v_heads, 2);
   const Tensor<float> golden_v = f->get<float>("out.prev_v");
   REQUIRE(expected_v.shape() == golden_v.shape());

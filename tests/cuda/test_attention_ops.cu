@@ -15,9 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <random>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "cuda_test_support.hpp"
@@ -33,67 +31,7 @@ using cpu::AttentionPattern;
 
 namespace {
 
-template <class T>
-constexpr bool is_16bit = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
-
-template <class To, class From>
-To convert_value(From v) {
-  if constexpr (is_16bit<From> || is_16bit<To>) return To(float(v));
-  else return To(v);
-}
-
-template <class To, class From>
-Tensor<To> convert(const Tensor<From>& t) {
-  if (t.empty()) return {};
-  Tensor<To> out(t.shape());
-  for (std::int64_t i = 0; i < t.size(); ++i) out[i] = convert_value<To>(t[i]);
-  return out;
-}
-
-// The float tensor rounded to T and back: the values a T-storage kernel actually sees.
-template <class T>
-Tensor<float> rounded(const Tensor<float>& t) {
-  return convert<float>(convert<T>(t));
-}
-
-template <class T>
-Tensor<T> poisoned(const Shape& shape) {
-  return Tensor<T>(shape, convert_value<T>(std::numeric_limits<float>::quiet_NaN()));
-}
-
-template <class T>
-TensorView<const T> view_or_none(const gpu::DeviceBuffer<T>& b) {
-  return b.size() > 0 ? b.view() : TensorView<const T>{};
-}
-
-struct Random {
-  std::mt19937_64 rng;
-  explicit Random(std::uint64_t seed) : rng(seed) {}
-
-  Tensor<float> normal(const Shape& s, float scale = 1) {
-    std::normal_distribution<float> dist(0, scale);
-    Tensor<float> t(s);
-    for (auto& v : t.span()) v = dist(rng);
-    return t;
-  }
-  Tensor<float> uniform(const Shape& s, float lo, float hi) {
-    std::uniform_real_distribution<float> dist(lo, hi);
-    Tensor<float> t(s);
-    for (auto& v : t.span()) v = dist(rng);
-    return t;
-  }
-  // Document ids of n tokens per row: a running count of bos tokens, about `even` of them in
-  // even rows and `odd` in odd rows.
-  Tensor<std::int64_t> documents(std::int64_t B, std::int64_t n, double even, double odd) {
-    Tensor<std::int64_t> ids({B, n});
-    for (std::int64_t b = 0; b < B; ++b) {
-      std::bernoulli_distribution bos(std::min(1.0, (b % 2 == 0 ? even : odd) / double(n)));
-      std::int64_t id = 3 + b;
-      for (std::int64_t t = 0; t < n; ++t) ids(b, t) = t > 0 && bos(rng) ? ++id : id;
-    }
-    return ids;
-  }
-};
+using namespace gecko::testing;
 
 // Columns [begin, begin + n) of a (B, m) id tensor; empty for n = 0.
 Tensor<std::int64_t> columns(const Tensor<std::int64_t>& ids, std::int64_t begin, std::int64_t n) {
@@ -102,46 +40,6 @@ Tensor<std::int64_t> columns(const Tensor<std::int64_t>& ids, std::int64_t begin
   for (std::int64_t b = 0; b < ids.dim(0); ++b)
     for (std::int64_t j = 0; j < n; ++j) out(b, j) = ids(b, begin + j);
   return out;
-}
-
-// README metric; +inf when the candidate holds a NaN.
-template <class A, class B>
-double rel_error(const Tensor<A>& cand, const Tensor<B>& ref) {
-  REQUIRE(cand.shape() == ref.shape());
-  double max_diff = 0, max_ref = 0;
-  for (std::int64_t i = 0; i < ref.size(); ++i) {
-    const double c = convert_value<double>(cand[i]), r = convert_value<double>(ref[i]);
-    if (std::isnan(c)) return std::numeric_limits<double>::infinity();
-    max_diff = std::max(max_diff, std::abs(c - r));
-    max_ref = std::max(max_ref, std::abs(r));
-  }
-  return max_ref == 0 ? max_diff : max_diff / max_ref;
-}
-
-constexpr double kFloatTolerance = 1e-4;
-
-// A GPU output of storage type T against the CPU path in float (same inputs) and, for the
-// 16-bit formats, in float64.
-template <class T>
-void check_output(const std::string& name, const Tensor<T>& gpu, const Tensor<float>& cpu_float,
-                  const Tensor<double>& cpu_double) {
-  if constexpr (std::is_same_v<T, float>) {
-    const double rel = rel_error(gpu, cpu_float);
-    MESSAGE(name, ": rel error vs CPU float32 ", rel, " (tolerance ", kFloatTolerance, ")");
-    CHECK(rel <= kFloatTolerance);
-  } else {
-    const double cpu_rel = rel_error(convert<T>(cpu_float), cpu_double);
-    const double rel = rel_error(gpu, cpu_double);
-    MESSAGE(name, ": rel error vs CPU float64 ", rel, ", CPU path's own ", cpu_rel);
-    CHECK(std::isfinite(rel));
-    CHECK(rel <= 2 * cpu_rel);
-  }
-}
-
-void check_state(const std::string& name, const Tensor<float>& gpu, const Tensor<float>& cpu_float) {
-  const double rel = rel_error(gpu, cpu_float);
-  MESSAGE(name, ": rel error vs CPU float32 ", rel);
-  CHECK(rel <= kFloatTolerance);
 }
 
 // Λ: −inf exactly where the CPU has it (features nothing was absorbed into), the rest by the
@@ -186,11 +84,11 @@ ScaInputs sca_inputs(const ScaCase& c, std::uint64_t seed) {
   in.Lk = cpu::detail::required_window_length(c.start, c.C, c.pattern);
   // Logits q·k of standard deviation about 1.4: peaked enough to matter, not one-hot.
   const float scale = 1.2f / std::pow(float(c.dk), 0.25f);
-  in.q = rounded<T>(r.normal({c.B, c.L, c.H, c.dk}, scale));
-  in.k = rounded<T>(r.normal({c.B, c.L, c.H, c.dk}, scale));
+  in.q = rounded<T>(r.normal({c.B, c.L, c.H, c.dk}, 0, scale));
+  in.k = rounded<T>(r.normal({c.B, c.L, c.H, c.dk}, 0, scale));
   in.v = rounded<T>(r.normal({c.B, c.L, c.H, c.dv}));
   if (in.Lk > 0) {
-    in.window_key = rounded<T>(r.normal({c.B, in.Lk, c.H, c.dk}, scale));
+    in.window_key = rounded<T>(r.normal({c.B, in.Lk, c.H, c.dk}, 0, scale));
     in.window_value = rounded<T>(r.normal({c.B, in.Lk, c.H, c.dv}));
   }
   if (c.segments) {
@@ -214,14 +112,8 @@ template <class T>
 Tensor<T> sca_gpu(const ScaCase& c, const ScaInputs& in, const CudaExecutor& exec) {
   const cudaStream_t s = exec.stream();
   const gpu::DeviceBuffer<T> q(convert<T>(in.q), s), k(convert<T>(in.k), s), v(convert<T>(in.v), s);
-  gpu::DeviceBuffer<T> wk, wv;
-  if (in.Lk > 0) {
-    wk = gpu::DeviceBuffer<T>(convert<T>(in.window_key), s);
-    wv = gpu::DeviceBuffer<T>(convert<T>(in.window_value), s);
-  }
-  gpu::DeviceBuffer<std::int64_t> seg, wseg;
-  if (!in.seg.empty()) seg = gpu::DeviceBuffer<std::int64_t>(in.seg, s);
-  if (!in.window_seg.empty()) wseg = gpu::DeviceBuffer<std::int64_t>(in.window_seg, s);
+  const auto wk = upload_or_none(convert<T>(in.window_key), s), wv = upload_or_none(convert<T>(in.window_value), s);
+  const auto seg = upload_or_none(in.seg, s), wseg = upload_or_none(in.window_seg, s);
   gpu::DeviceBuffer<T> y(poisoned<T>({c.B, c.L, c.H * c.dv}), s);
   gpu::sliding_chunk_attention<T>(q.view(), k.view(), v.view(), {view_or_none(wk), view_or_none(wv)},
                                   view_or_none(seg), view_or_none(wseg), c.C, c.start, c.pattern,
@@ -297,7 +189,7 @@ AwmInputs awm_inputs(const AwmCase& c, std::uint64_t seed) {
     in.window_value = rounded<T>(r.normal({c.B, c.Lk, c.H, c.dv}));
   }
   if (c.memory) {
-    in.memory = r.normal({c.B, c.H, c.dk, c.dv}, 0.5f);
+    in.memory = r.normal({c.B, c.H, c.dk, c.dv}, 0, 0.5f);
     in.log_norm = r.uniform({c.B, c.H, c.dk}, 1.f, 4.f);
   }
   if (c.segments) {
@@ -344,19 +236,13 @@ template <class T>
 AwmGpuResult<T> awm_gpu(const AwmCase& c, const AwmInputs& in, const CudaExecutor& exec) {
   const cudaStream_t s = exec.stream();
   const gpu::DeviceBuffer<T> aq(convert<T>(in.aq), s), ak(convert<T>(in.ak), s), v(convert<T>(in.v), s);
-  gpu::DeviceBuffer<T> wk, wv;
-  if (c.Lk > 0) {
-    wk = gpu::DeviceBuffer<T>(convert<T>(in.window_key), s);
-    wv = gpu::DeviceBuffer<T>(convert<T>(in.window_value), s);
-  }
+  const auto wk = upload_or_none(convert<T>(in.window_key), s), wv = upload_or_none(convert<T>(in.window_value), s);
   // Where the call creates the memory, its buffers start as NaN: every element must be written.
   const Shape mem_shape{c.B, c.H, c.dk, c.dv}, norm_shape{c.B, c.H, c.dk};
   gpu::DeviceBuffer<float> memory(c.memory ? in.memory : poisoned<float>(mem_shape), s);
   gpu::DeviceBuffer<float> log_norm(c.memory ? in.log_norm : poisoned<float>(norm_shape), s);
-  gpu::DeviceBuffer<std::int64_t> seg, wseg, mem_seg;
-  if (!in.seg.empty()) seg = gpu::DeviceBuffer<std::int64_t>(in.seg, s);
-  if (!in.window_seg.empty()) wseg = gpu::DeviceBuffer<std::int64_t>(in.window_seg, s);
-  if (!in.mem_seg.empty()) mem_seg = gpu::DeviceBuffer<std::int64_t>(in.mem_seg, s);
+  const auto seg = upload_or_none(in.seg, s), wseg = upload_or_none(in.window_seg, s),
+             mem_seg = upload_or_none(in.mem_seg, s);
   const std::int64_t new_window = c.L >= c.C ? c.C : c.Lk + c.L;
   gpu::DeviceBuffer<T> out(poisoned<T>({c.B, c.L, c.H * c.dv}), s);
   gpu::DeviceBuffer<T> new_key(poisoned<T>({c.B, c.H, new_window, c.dk}), s);

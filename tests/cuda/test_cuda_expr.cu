@@ -35,25 +35,7 @@ Tensor<T> random_tensor(const Shape& shape, std::uint64_t seed) {
   return x;
 }
 
-// max|gpu - cpu| / max|cpu|; +inf when the GPU left a NaN (an unwritten, poisoned element).
-template <class T>
-double rel_error(const Tensor<T>& gpu, const Tensor<T>& cpu) {
-  double max_diff = 0, max_ref = 0;
-  for (std::int64_t i = 0; i < cpu.size(); ++i) {
-    const double g = double(float(gpu[i])), c = double(float(cpu[i]));
-    if (std::isnan(g)) return std::numeric_limits<double>::infinity();
-    max_diff = std::max(max_diff, std::abs(g - c));
-    max_ref = std::max(max_ref, std::abs(c));
-  }
-  return max_ref == 0 ? max_diff : max_diff / max_ref;
-}
-
-template <class T>
-T quiet_nan() {
-  return T(std::numeric_limits<float>::quiet_NaN());
-}
-
-// Evaluates every_op on both executors for each shape and checks rel_error <= tol.
+// Evaluates every_op on both executors for each shape and checks the README metric <= tol.
 template <class T>
 void check_against_cpu(double tol) {
   // A tail shorter than a warp, an empty output, and ~10^6 elements (more than one wave of the
@@ -68,11 +50,11 @@ void check_against_cpu(double tol) {
     run(assign(want, every_op<T>(x.view(), g.view(), b.view())), CpuExecutor{});
 
     const cuda::DeviceBuffer<T> xd(x), gd(g), bd(b);
-    cuda::DeviceBuffer<T> out(Tensor<T>(shape, quiet_nan<T>()));
+    cuda::DeviceBuffer<T> out(testing::poisoned<T>(shape));
     run(assign(out.view(), every_op<T>(xd.view(), gd.view(), bd.view())), gpu);
     const Tensor<T> got = out.to_host();
 
-    const double rel = rel_error(got, want);
+    const double rel = testing::storage_rel_error(got, want);
     MESSAGE("shape ", shape.str(), ": rel error ", rel, " (tolerance ", tol, ")");
     CHECK(rel <= tol);
   }
@@ -106,7 +88,7 @@ TEST_CASE("cuda expr: in-place update on a non-default stream") {
   const Tensor<float> got = gd.to_host(stream);
   run(assign(g, every_op<float>(x.view(), g.view(), b.view())), CpuExecutor{});
 
-  CHECK(rel_error(got, g) <= 16 * double(std::numeric_limits<float>::epsilon()));
+  CHECK(testing::storage_rel_error(got, g) <= 16 * double(std::numeric_limits<float>::epsilon()));
   CHECK(cudaStreamDestroy(stream) == cudaSuccess);
 }
 

@@ -14,7 +14,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <optional>
 #include <random>
 #include <string>
@@ -40,31 +39,24 @@ template <class Policy>
 using GpuModel = gpu::Model<Policy, float>;
 
 // Feeds tokens through the GPU model in the given pieces, each into NaN-poisoned logits; returns
-// the pieces' logits joined along time (B, L, V) on the host.
-template <class Policy>
-Tensor<float> gpu_stream(GpuModel<Policy>& model, const Tensor<std::int64_t>& tokens,
-                         const std::vector<std::int64_t>& schedule, gpu::ModelState<float>& state, bool multi) {
+// the pieces' logits joined along time (B, L, V) on the host, in float.
+template <class Policy, class T>
+Tensor<float> gpu_stream(gpu::Model<Policy, T>& model, const Tensor<std::int64_t>& tokens,
+                         const std::vector<std::int64_t>& schedule, gpu::ModelState<T>& state, bool multi) {
   const std::int64_t B = tokens.dim(0), L = tokens.dim(1), V = model.config().output_dim();
   Tensor<float> joined({B, L, V});
   std::int64_t at = 0;
   for (const std::int64_t n : schedule) {
-    gpu::DeviceBuffer<float> logits(Tensor<float>({B, n, V}, std::numeric_limits<float>::quiet_NaN()),
-                                    model.stream());
+    gpu::DeviceBuffer<T> logits(testing::poisoned<T>({B, n, V}), model.stream());
     model.forward(testing::time_slice(tokens, at, at + n), state, multi, logits.view());
-    const Tensor<float> piece = logits.to_host(model.stream());
+    const Tensor<T> piece = logits.to_host(model.stream());
     for (std::int64_t b = 0; b < B; ++b)
       for (std::int64_t t = 0; t < n; ++t)
-        for (std::int64_t v = 0; v < V; ++v) joined(b, at + t, v) = piece(b, t, v);
+        for (std::int64_t v = 0; v < V; ++v) joined(b, at + t, v) = float(piece(b, t, v));
     at += n;
   }
   REQUIRE(at == L);
   return joined;
-}
-
-std::string schedule_text(const std::vector<std::int64_t>& schedule) {
-  std::string text;
-  for (const auto n : schedule) text += std::to_string(n) + " ";
-  return text;
 }
 
 // ---------------------------------------------------------------- golden model files
@@ -90,7 +82,7 @@ void check_model_file(const std::string& name) {
     const std::string prefix = "stream" + std::to_string(k);
     const auto stored = f->get<std::int64_t>("in." + prefix + ".schedule");
     const std::vector<std::int64_t> schedule(stored.data(), stored.data() + stored.size());
-    INFO(prefix, ": ", schedule_text(schedule));
+    INFO(prefix, ": ", testing::schedule_text(schedule));
     gpu::ModelState<float> s;
     const Tensor<float> streamed = gpu_stream(model, tokens, schedule, s, multi);
     const Tensor<float> golden_streamed = f->get<float>("out." + prefix + ".logits");
@@ -113,24 +105,24 @@ TEST_CASE("cuda model: golden model_variants (every non-default flag, multi_segm
 
 // ---------------------------------------------------------------- golden layer files
 
-struct GoldenLayerCall {
+// A golden layer call's inputs in device memory.
+struct DeviceLayerCall {
   gpu::DeviceBuffer<float> x, rope;
   gpu::DeviceBuffer<bool> bos;
   gpu::DeviceBuffer<std::int64_t> seg, window_seg, mem_seg;
 
-  GoldenLayerCall(const io::SafetensorsFile& f, cudaStream_t stream)
+  DeviceLayerCall(const io::SafetensorsFile& f, cudaStream_t stream)
       : x(f.get_as<float>("in.x"), stream), rope(f.get_as<float>("in.freqs_cis"), stream) {
-    if (f.contains("in.bos_mask")) bos = gpu::DeviceBuffer<bool>(f.get<bool>("in.bos_mask"), stream);
-    if (f.contains("in.segment_idx")) seg = gpu::DeviceBuffer<std::int64_t>(f.get<std::int64_t>("in.segment_idx"), stream);
-    if (f.contains("in.prev_segment_idx"))
-      window_seg = gpu::DeviceBuffer<std::int64_t>(f.get<std::int64_t>("in.prev_segment_idx"), stream);
-    if (f.contains("in.prev_segment_count"))
-      mem_seg = gpu::DeviceBuffer<std::int64_t>(f.get<std::int64_t>("in.prev_segment_count"), stream);
+    const testing::GoldenLayerCall host(f);
+    bos = testing::upload_or_none(host.bos, stream);
+    seg = testing::upload_or_none(host.seg, stream);
+    window_seg = testing::upload_or_none(host.window_seg, stream);
+    mem_seg = testing::upload_or_none(host.mem_seg, stream);
   }
 
   gpu::LayerInputs inputs() const {
-    return {rope.view(), gpu::detail::view_or_none(bos), gpu::detail::view_or_none(seg),
-            gpu::detail::view_or_none(window_seg), gpu::detail::view_or_none(mem_seg)};
+    using testing::view_or_none;
+    return {rope.view(), view_or_none(bos), view_or_none(seg), view_or_none(window_seg), view_or_none(mem_seg)};
   }
 };
 
@@ -157,22 +149,18 @@ void check_layer_file(const std::string& name, bool block) {
     mega_layer.emplace(config, p.mega, stream);
   const gpu::Mega<policy::Gecko, float>& mega = block ? block_layer->mega() : *mega_layer;
 
-  const GoldenLayerCall call(*f, stream);
+  const DeviceLayerCall call(*f, stream);
   const Shape shape = call.x.shape();
   const auto host_state = testing::read_layer_state<float>(*f, "in.cache.");
   CHECK(host_state.kv_count == f->get<std::int64_t>("in.rope_start")[0]);
   gpu::LayerState<float> state = mega.state_from_host(host_state, shape[0], stream);
-  gpu::DeviceBuffer<float> y(Tensor<float>(shape, std::numeric_limits<float>::quiet_NaN()), stream);
+  gpu::DeviceBuffer<float> y(testing::poisoned<float>(shape), stream);
   if (block)
     block_layer->forward(call.x.view(), call.inputs(), state, rt, y.view());
   else
     mega.forward(call.x.view(), call.inputs(), state, rt, y.view());
 
-  const Tensor<float> out = y.to_host(stream), golden = f->get<float>("out.y");
-  testing::check_close("out.y", out, golden, kTolerance);
-  const double state_rel =
-      testing::check_state_against(*f, "out.cache.", state.to_host(stream), "out.cache.", kTolerance);
-  MESSAGE(name, " (GPU float32): out.y rel ", testing::rel_error(out, golden), ", state rel ", state_rel);
+  testing::check_layer_results(*f, name + " (GPU float32)", y.to_host(stream), state.to_host(stream), kTolerance);
 }
 
 TEST_CASE("cuda model: golden mega_fresh") { check_layer_file("mega_fresh", false); }
@@ -187,19 +175,21 @@ TEST_CASE("cuda model: golden block_continue_segments") { check_layer_file("bloc
 
 // ---------------------------------------------------------------- against the CPU model
 
-// The CPU model's logits and state after one pass over the tokens; then, for each of `schedules`
-// random piece schedules and for one GPU call of the whole sequence, the GPU's logits and final
-// state against them.
+// B random sequences of `chunks` chunks from rng (bos id 1, placed as testing::random_tokens
+// does), and the CPU model's logits and state after one pass over them; then, for one GPU call of
+// the whole sequence and for each of `schedules` random piece schedules, the GPU's logits and
+// final state against them.
 template <class Policy>
-void check_against_cpu(const model::Config& config, const model::ModelParams<float>& params,
-                       const Tensor<std::int64_t>& tokens, bool multi, std::mt19937& rng, int schedules) {
+void check_against_cpu(const model::Config& config, const model::ModelParams<float>& params, std::mt19937& rng,
+                       std::int64_t B, std::int64_t chunks, bool multi, int schedules) {
+  const std::int64_t C = config.chunk_size, L = chunks * C;
+  const Tensor<std::int64_t> tokens = testing::random_tokens(rng, B, L, C, config.vocab_size, 1);
   const model::Model<Policy, float> cpu_model(config, params, 1);
   model::ModelState<float> cpu_state;
   const Tensor<float> cpu_logits = cpu_model.feed(tokens, cpu_state, multi);
 
   GpuModel<Policy> model(config, params, 1);
   model.set_poison(true);
-  const std::int64_t C = config.chunk_size, L = tokens.dim(1);
   gpu::ModelState<float> one_state;
   const Tensor<float> one = model.feed(tokens, one_state, multi).to_host(model.stream());
   const double one_rel = testing::rel_error(one, cpu_logits);
@@ -209,7 +199,7 @@ void check_against_cpu(const model::Config& config, const model::ModelParams<flo
   testing::check_states_equal(one_host, cpu_state, kTolerance);
   for (int k = 0; k < schedules; ++k) {
     const auto schedule = testing::random_schedule(rng, L, C);
-    INFO("schedule ", schedule_text(schedule));
+    INFO("schedule ", testing::schedule_text(schedule));
     gpu::ModelState<float> state;
     const Tensor<float> logits = gpu_stream(model, tokens, schedule, state, multi);
     const double rel = testing::rel_error(logits, cpu_logits), self = testing::rel_error(logits, one);
@@ -222,33 +212,31 @@ void check_against_cpu(const model::Config& config, const model::ModelParams<flo
   }
 }
 
+// check_against_cpu on random parameters (testing::random_model_params) drawn from rng(seed)
+// before the tokens.
+template <class Policy>
+void check_random_model(const model::Config& config, unsigned seed, std::int64_t B, std::int64_t chunks, bool multi,
+                        int schedules) {
+  std::mt19937 rng(seed);
+  const auto params = testing::random_model_params<Policy, float>(config, rng);
+  check_against_cpu<Policy>(config, params, rng, B, chunks, multi, schedules);
+}
+
 TEST_CASE("cuda model: random schedules with documents equal the CPU model (model_variants flags, batch 3)") {
-  const auto f = testing::open_golden("model_variants");
-  const model::Config config = model::read_config(*f);
-  std::mt19937 rng(11);
-  const auto params = testing::random_model_params<policy::Gecko, float>(config, rng);
-  const Tensor<std::int64_t> tokens =
-      testing::random_tokens(rng, 3, 6 * config.chunk_size, config.chunk_size, config.vocab_size, 1);
-  check_against_cpu<policy::Gecko>(config, params, tokens, true, rng, 4);
+  const model::Config config = model::read_config(*testing::open_golden("model_variants"));
+  check_random_model<policy::Gecko>(config, 11, 3, 6, true, 4);
 }
 
 TEST_CASE("cuda model: random schedules without documents equal the CPU model (model_single_doc config)") {
-  const auto f = testing::open_golden("model_single_doc");
-  const model::Config config = model::read_config(*f);
-  std::mt19937 rng(12);
-  const auto params = testing::random_model_params<policy::Gecko, float>(config, rng);
-  const Tensor<std::int64_t> tokens =
-      testing::random_tokens(rng, 2, 5 * config.chunk_size, config.chunk_size, config.vocab_size, 1);
-  check_against_cpu<policy::Gecko>(config, params, tokens, false, rng, 3);
+  const model::Config config = model::read_config(*testing::open_golden("model_single_doc"));
+  check_random_model<policy::Gecko>(config, 12, 2, 5, false, 3);
 }
 
 TEST_CASE("cuda model: the seeded tiny preset equals the CPU model (documents, batch 2)") {
   const model::Config config = model::preset_config("tiny");
   const auto params = model::init_params<policy::Gecko, float>(config, 7);
   std::mt19937 rng(13);
-  const Tensor<std::int64_t> tokens =
-      testing::random_tokens(rng, 2, 4 * config.chunk_size, config.chunk_size, config.vocab_size, 1);
-  check_against_cpu<policy::Gecko>(config, params, tokens, true, rng, 2);
+  check_against_cpu<policy::Gecko>(config, params, rng, 2, 4, true, 2);
 }
 
 // Head dims past the kernels' first tiles (dk 64, dv 256), CEMA order 16, several groups.
@@ -265,21 +253,12 @@ TEST_CASE("cuda model: a larger head shape equals the CPU model (documents, batc
   config.vocab_size = 500;
   config.timenorm_num_groups = 16;
   config.layernorm_num_groups = 4;
-  std::mt19937 rng(14);
-  const auto params = testing::random_model_params<policy::Gecko, float>(config, rng);
-  const Tensor<std::int64_t> tokens =
-      testing::random_tokens(rng, 2, 3 * config.chunk_size, config.chunk_size, config.vocab_size, 1);
-  check_against_cpu<policy::Gecko>(config, params, tokens, true, rng, 2);
+  check_random_model<policy::Gecko>(config, 14, 2, 3, true, 2);
 }
 
 TEST_CASE("cuda model: Gecko without the working memory equals the CPU model") {
-  const auto f = testing::open_golden("model_variants");
-  const model::Config config = model::read_config(*f);
-  std::mt19937 rng(15);
-  const auto params = testing::random_model_params<policy::GeckoNoMemory, float>(config, rng);
-  const Tensor<std::int64_t> tokens =
-      testing::random_tokens(rng, 2, 4 * config.chunk_size, config.chunk_size, config.vocab_size, 1);
-  check_against_cpu<policy::GeckoNoMemory>(config, params, tokens, true, rng, 2);
+  const model::Config config = model::read_config(*testing::open_golden("model_variants"));
+  check_random_model<policy::GeckoNoMemory>(config, 15, 2, 4, true, 2);
 }
 
 // ---------------------------------------------------------------- 16-bit activations
@@ -299,17 +278,9 @@ void check_16bit(const char* type, double unit_roundoff) {
   const auto stored = f->get<std::int64_t>("in.stream0.schedule");
   for (const auto& schedule : {std::vector<std::int64_t>{tokens.dim(1)},
                                std::vector<std::int64_t>(stored.data(), stored.data() + stored.size())}) {
-    INFO("schedule ", schedule_text(schedule));
+    INFO("schedule ", testing::schedule_text(schedule));
     gpu::ModelState<T> state;
-    Tensor<float> logits({tokens.dim(0), tokens.dim(1), golden.dim(2)});
-    std::int64_t at = 0;
-    for (const std::int64_t n : schedule) {
-      const Tensor<T> piece = model.forward(testing::time_slice(tokens, at, at + n), state).to_host(model.stream());
-      for (std::int64_t b = 0; b < piece.dim(0); ++b)
-        for (std::int64_t t = 0; t < n; ++t)
-          for (std::int64_t v = 0; v < piece.dim(2); ++v) logits(b, at + t, v) = float(piece(b, t, v));
-      at += n;
-    }
+    const Tensor<float> logits = gpu_stream(model, tokens, schedule, state, false);
     const double rel = testing::rel_error(logits, golden);
     MESSAGE(type, " logits rel vs golden ", rel, " (coarse bound ", 16 * unit_roundoff, ")");
     CHECK(rel <= 16 * unit_roundoff);

@@ -11,9 +11,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
-#include <random>
-#include <type_traits>
 #include <vector>
 
 #include "cuda_test_support.hpp"
@@ -24,6 +21,7 @@
 #include "gecko/cuda/cema.cuh"
 #include "gecko/cuda/group_norm.cuh"
 #include "gecko/cuda/timestep_norm.cuh"
+#include "support/layout.hpp"
 
 using namespace gecko;
 // gecko::cuda, spelled apart from libcu++'s ::cuda that the CUB headers bring in.
@@ -31,104 +29,7 @@ namespace gpu = gecko::cuda;
 
 namespace {
 
-template <class T>
-constexpr bool is_16bit = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
-
-// Element conversions through float (16-bit formats) or directly (float, double).
-template <class To, class From>
-To convert_value(From v) {
-  if constexpr (is_16bit<From>) return To(float(v));
-  else if constexpr (is_16bit<To>) return To(float(v));
-  else return To(v);
-}
-
-template <class To, class From>
-Tensor<To> convert(const Tensor<From>& t) {
-  if (t.empty()) return {};
-  Tensor<To> out(t.shape());
-  for (std::int64_t i = 0; i < t.size(); ++i) out[i] = convert_value<To>(t[i]);
-  return out;
-}
-
-template <class To, class From>
-Tensor<Complex<To>> convert(const Tensor<Complex<From>>& t) {
-  Tensor<Complex<To>> out(t.shape());
-  for (std::int64_t i = 0; i < t.size(); ++i) out[i] = {To(t[i].re), To(t[i].im)};
-  return out;
-}
-
-// The float tensor rounded to T and back: the values a T-storage kernel actually sees.
-template <class T>
-Tensor<float> rounded(const Tensor<float>& t) {
-  return convert<float>(convert<T>(t));
-}
-
-template <class T>
-Tensor<T> poisoned(const Shape& shape) {
-  return Tensor<T>(shape, convert_value<T>(std::numeric_limits<float>::quiet_NaN()));
-}
-
-struct Random {
-  std::mt19937_64 rng;
-  explicit Random(std::uint64_t seed) : rng(seed) {}
-
-  Tensor<float> normal(const Shape& s, float mean = 0, float scale = 1) {
-    std::normal_distribution<float> dist(mean, scale);
-    Tensor<float> t(s);
-    for (auto& v : t.span()) v = dist(rng);
-    return t;
-  }
-  Tensor<float> uniform(const Shape& s, float lo, float hi) {
-    std::uniform_real_distribution<float> dist(lo, hi);
-    Tensor<float> t(s);
-    for (auto& v : t.span()) v = dist(rng);
-    return t;
-  }
-  // Resets with probability `prob`, plus one at t = 0 of row 0 (the cached state is then ignored)
-  // and one at the last token of the last row (a one-token run closing the sequence).
-  Tensor<bool> bos(std::int64_t B, std::int64_t L, double prob) {
-    std::bernoulli_distribution coin(prob);
-    Tensor<bool> t({B, L});
-    for (auto& v : t.span()) v = coin(rng);
-    t(0, 0) = true;
-    t(B - 1, L - 1) = true;
-    return t;
-  }
-};
-
-// README metric; +inf when the candidate holds a NaN.
-template <class A, class B>
-double rel_error(const Tensor<A>& cand, const Tensor<B>& ref) {
-  REQUIRE(cand.shape() == ref.shape());
-  double max_diff = 0, max_ref = 0;
-  for (std::int64_t i = 0; i < ref.size(); ++i) {
-    const double c = convert_value<double>(cand[i]), r = convert_value<double>(ref[i]);
-    if (std::isnan(c)) return std::numeric_limits<double>::infinity();
-    max_diff = std::max(max_diff, std::abs(c - r));
-    max_ref = std::max(max_ref, std::abs(r));
-  }
-  return max_ref == 0 ? max_diff : max_diff / max_ref;
-}
-
-constexpr double kFloatTolerance = 1e-4;
-
-// Checks a GPU output of storage type T. `cpu_float` is the CPU path in float on the inputs the
-// GPU saw; `cpu_double` (16-bit only) the same in float64.
-template <class T>
-void check_output(const char* name, const Tensor<T>& gpu, const Tensor<float>& cpu_float,
-                  const Tensor<double>& cpu_double) {
-  if constexpr (std::is_same_v<T, float>) {
-    const double rel = rel_error(gpu, cpu_float);
-    MESSAGE(name, ": rel error vs CPU float32 ", rel, " (tolerance ", kFloatTolerance, ")");
-    CHECK(rel <= kFloatTolerance);
-  } else {
-    const double cpu_rel = rel_error(convert<T>(cpu_float), cpu_double);
-    const double rel = rel_error(gpu, cpu_double);
-    MESSAGE(name, ": rel error vs CPU float64 ", rel, ", CPU path's own ", cpu_rel);
-    CHECK(std::isfinite(rel));
-    CHECK(rel <= 2 * cpu_rel);
-  }
-}
+using namespace gecko::testing;
 
 void check_counts(const Tensor<std::int64_t>& gpu, const Tensor<std::int64_t>& cpu) {
   REQUIRE(gpu.shape() == cpu.shape());
@@ -138,10 +39,19 @@ void check_counts(const Tensor<std::int64_t>& gpu, const Tensor<std::int64_t>& c
   }
 }
 
-void check_state(const char* name, const Tensor<float>& gpu, const Tensor<float>& cpu_float) {
-  const double rel = rel_error(gpu, cpu_float);
-  MESSAGE(name, ": rel error vs CPU float32 ", rel);
-  CHECK(rel <= kFloatTolerance);
+// Feeds x (B, L, D) and bos (B, L) to dev.run in consecutive pieces of the given lengths, on
+// `exec`; returns the pieces' outputs joined along time.
+template <class Device>
+Tensor<float> run_in_pieces(Device& dev, const Tensor<float>& x, const Tensor<bool>& bos,
+                            const std::vector<std::int64_t>& pieces, const CudaExecutor& exec) {
+  Tensor<float> y;
+  std::int64_t t0 = 0;
+  for (const std::int64_t piece : pieces) {
+    y = time_concat(y, dev.run(time_slice(x, t0, t0 + piece), time_slice(bos, t0, t0 + piece), exec));
+    t0 += piece;
+  }
+  REQUIRE(t0 == x.dim(1));
+  return y;
 }
 
 // ---------------------------------------------------------------- timestep decay norm
@@ -224,11 +134,9 @@ struct TsnDevice {
   // Runs the op on host inputs x (B, L', D) and bos (B, L') or empty; returns y.
   Tensor<T> run(const Tensor<float>& x, const Tensor<bool>& bos, const CudaExecutor& exec) {
     const gpu::DeviceBuffer<T> xd(convert<T>(x), exec.stream());
-    gpu::DeviceBuffer<bool> bosd;
-    if (!bos.empty()) bosd = gpu::DeviceBuffer<bool>(bos, exec.stream());
+    const gpu::DeviceBuffer<bool> bosd = upload_or_none(bos, exec.stream());
     gpu::DeviceBuffer<T> y(poisoned<T>(x.shape()), exec.stream());
-    gpu::timestep_decay_norm<T>(xd.view(), bos.empty() ? TensorView<const bool>{} : bosd.view(),
-                                 state(), params, y.view(), exec);
+    gpu::timestep_decay_norm<T>(xd.view(), view_or_none(bosd), state(), params, y.view(), exec);
     return y.to_host(exec.stream());
   }
 };
@@ -284,23 +192,7 @@ TEST_CASE("cuda timestep_decay_norm: a stream fed in pieces equals one CPU call"
   cudaStream_t stream = nullptr;
   REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
   const CudaExecutor exec(stream);
-  Tensor<float> y({c.B, c.L, c.D});
-  std::int64_t t0 = 0;
-  for (const std::int64_t piece : {1, 1, 31, 262, 5}) {
-    Tensor<float> x({c.B, piece, c.D});
-    Tensor<bool> bos({c.B, piece});
-    for (std::int64_t b = 0; b < c.B; ++b)
-      for (std::int64_t t = 0; t < piece; ++t) {
-        bos(b, t) = in.bos(b, t0 + t);
-        for (std::int64_t d = 0; d < c.D; ++d) x(b, t, d) = in.x(b, t0 + t, d);
-      }
-    const Tensor<float> part = dev.run(x, bos, exec);
-    for (std::int64_t b = 0; b < c.B; ++b)
-      for (std::int64_t t = 0; t < piece; ++t)
-        for (std::int64_t d = 0; d < c.D; ++d) y(b, t0 + t, d) = part(b, t, d);
-    t0 += piece;
-  }
-  REQUIRE(t0 == c.L);
+  const Tensor<float> y = run_in_pieces(dev, in.x, in.bos, {1, 1, 31, 262, 5}, exec);
   cpu::TimestepNormState<float> want;
   const Tensor<float> y_cpu = tsn_cpu<float>(in, c.G, want);
   check_output<float>("y", y, y_cpu, {});
@@ -376,19 +268,15 @@ struct CemaDevice {
   gpu::DeviceBuffer<T> omega;
 
   explicit CemaDevice(const CemaInputs& in)
-      : h(in.h), p(in.coeffs.p), q(in.coeffs.q), gamma(in.coeffs.gamma) {
-    if (!in.omega.empty()) omega = gpu::DeviceBuffer<T>(convert<T>(in.omega));
-  }
+      : h(in.h), p(in.coeffs.p), q(in.coeffs.q), gamma(in.coeffs.gamma), omega(upload_or_none(convert<T>(in.omega))) {}
 
   Tensor<T> run(const Tensor<float>& x, const Tensor<bool>& bos, const CudaExecutor& exec) {
     const gpu::DeviceBuffer<T> xd(convert<T>(x), exec.stream());
-    gpu::DeviceBuffer<bool> bosd;
-    if (!bos.empty()) bosd = gpu::DeviceBuffer<bool>(bos, exec.stream());
+    const gpu::DeviceBuffer<bool> bosd = upload_or_none(bos, exec.stream());
     gpu::DeviceBuffer<T> c(poisoned<T>(x.shape()), exec.stream());
     const gpu::CemaCoefficients coeffs{p.view(), q.view(), gamma.view()};
     const gpu::DeviceBuffer<T>& w = omega;
-    gpu::cema<T>(xd.view(), bos.empty() ? TensorView<const bool>{} : bosd.view(), h.view(), coeffs,
-                  w.view(), c.view(), exec);
+    gpu::cema<T>(xd.view(), view_or_none(bosd), h.view(), coeffs, w.view(), c.view(), exec);
     return c.to_host(exec.stream());
   }
 };
@@ -438,23 +326,7 @@ TEST_CASE("cuda cema: a stream fed in pieces equals one CPU call") {
   cudaStream_t stream = nullptr;
   REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
   const CudaExecutor exec(stream);
-  Tensor<float> out({c.B, c.L, c.D});
-  std::int64_t t0 = 0;
-  for (const std::int64_t piece : {1, 2, 31, 257, 9}) {
-    Tensor<float> x({c.B, piece, c.D});
-    Tensor<bool> bos({c.B, piece});
-    for (std::int64_t b = 0; b < c.B; ++b)
-      for (std::int64_t t = 0; t < piece; ++t) {
-        bos(b, t) = in.bos(b, t0 + t);
-        for (std::int64_t d = 0; d < c.D; ++d) x(b, t, d) = in.x(b, t0 + t, d);
-      }
-    const Tensor<float> part = dev.run(x, bos, exec);
-    for (std::int64_t b = 0; b < c.B; ++b)
-      for (std::int64_t t = 0; t < piece; ++t)
-        for (std::int64_t d = 0; d < c.D; ++d) out(b, t0 + t, d) = part(b, t, d);
-    t0 += piece;
-  }
-  REQUIRE(t0 == c.L);
+  const Tensor<float> out = run_in_pieces(dev, in.x, in.bos, {1, 2, 31, 257, 9}, exec);
   Tensor<float> h_cpu;
   const Tensor<float> out_cpu = cema_cpu<float>(in, h_cpu);
   check_output<float>("c", out, out_cpu, {});
