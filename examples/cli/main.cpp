@@ -1,5 +1,6 @@
-// gecko: command-line tool around the CPU model. `gecko <command> [flags]`; `gecko --help` lists
-// the commands, `gecko <command> --help` documents a command's flags.
+// gecko: command-line tool around the model: the CPU model, and in a build with CUDA the GPU model
+// behind --device cuda (cuda_backend.hpp). `gecko <command> [flags]`; `gecko --help` lists the
+// commands, `gecko <command> --help` documents a command's flags.
 #include <array>
 #include <iostream>
 #include <string>
@@ -22,7 +23,12 @@ constexpr std::array kCommands = {
 void usage(std::ostream& out) {
   out << "usage: gecko <command> [flags]\n"
          "       gecko <command> --help\n\n"
-         "Runs Gecko models on the CPU from checkpoints in the reference's safetensors format.\n\n"
+         "Runs Gecko models from checkpoints in the reference's safetensors format, on the CPU"
+#if GECKO_CLI_CUDA
+         " or,\nwith --device cuda, on the GPU (that path has not yet been run on a GPU).\n\n"
+#else
+         ".\nThis build has no CUDA path: --device cuda needs a build with -DGECKO_ENABLE_CUDA=ON.\n\n"
+#endif
          "commands:\n";
   for (const auto& c : kCommands) out << "  " << c.name << std::string(10 - c.name.size(), ' ') << c.summary << "\n";
 }
