@@ -8,6 +8,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -82,7 +83,7 @@ TEST_CASE("threads: parallel_runs covers every item exactly once in contiguous r
       INFO(items, " items, ", workers, " workers");
       std::vector<std::atomic<int>> seen(static_cast<std::size_t>(items));
       std::atomic<int> runs{0};
-      parallel_runs(items, workers, [&](std::int64_t begin, std::int64_t end) {
+      parallel_runs(items, workers, workers, [&](std::int64_t begin, std::int64_t end) {
         CHECK(begin < end);
         ++runs;
         for (std::int64_t i = begin; i < end; ++i) ++seen[std::size_t(i)];
@@ -94,7 +95,7 @@ TEST_CASE("threads: parallel_runs covers every item exactly once in contiguous r
 
 TEST_CASE("threads: an exception in any run reaches the caller after all runs finish") {
   std::atomic<int> finished{0};
-  CHECK_THROWS_WITH_AS(parallel_runs(4, 4,
+  CHECK_THROWS_WITH_AS(parallel_runs(4, 4, 4,
                                      [&](std::int64_t begin, std::int64_t) {
                                        if (begin == 2) throw std::runtime_error("run 2 failed");
                                        ++finished;
@@ -234,4 +235,38 @@ TEST_CASE_TEMPLATE("threads: a whole model gives the same logits and state with 
     });
     return results;
   });
+}
+
+TEST_CASE("threads: nested calls and calls from several threads at once run every item once") {
+  ThreadsGuard guard;
+  set_threads(3);
+  // A parallel_for inside a run: the pool is busy (or this is a worker), so it runs serially.
+  std::vector<std::atomic<int>> seen(64 * 64);
+  parallel_runs(64, 8, 3, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i)
+      parallel_for(64, 1e9, [&](std::int64_t j0, std::int64_t j1) {
+        for (std::int64_t j = j0; j < j1; ++j) ++seen[std::size_t(i * 64 + j)];
+      });
+  });
+  for (const auto& s : seen) CHECK(s == 1);
+  // Two user threads running ops at the same time: one gets the pool, the other runs alone;
+  // both get the single-threaded bits.
+  const std::int64_t B = 2, L = 64, D = 48, N = 16;
+  cpu::CemaParams<float> params{random_tensor<float>({D, N}, 1), random_tensor<float>({D, N}, 2),
+                                random_tensor<float>({D}, 3), random_tensor<float>({D, N, 2}, 4, 0.3), {}};
+  const auto coeffs = cpu::cema_coefficients(params);
+  const auto x = random_tensor<float>({B, L, D}, 5);
+  auto run = [&] {
+    Tensor<float> h;
+    return cpu::cema(x, nullptr, h, coeffs);
+  };
+  set_threads(1);
+  const Tensor<float> serial = run();
+  set_threads(3);
+  std::vector<Tensor<float>> results(4);
+  {
+    std::vector<std::jthread> users;
+    for (auto& r : results) users.emplace_back([&] { r = run(); });
+  }
+  for (const auto& r : results) CHECK(same_bits(r, serial));
 }

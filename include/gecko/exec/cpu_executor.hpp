@@ -1,7 +1,7 @@
 #pragma once
 // CpuExecutor: evaluates an assignment in one loop over the output, which the compiler inlines
 // and vectorises; no temporaries, no allocation when it runs on the calling thread. Large sizes
-// may be split over std::thread workers (threads > 1, core/threads.hpp), each taking whole rows.
+// may be split over the worker pool (threads > 1, core/threads.hpp), each run taking whole rows.
 
 #include <algorithm>
 #include <cstdint>
@@ -37,7 +37,7 @@ struct CpuExecutor {
   // Workers for large outputs; 1 evaluates on the calling thread.
   int threads = 1;
   // Fewest elements worth a worker: a memory-bound fused op streams about 0.1-0.2 ns per
-  // element, against 17 us for a thread's start and join (core/threads.hpp).
+  // element, against 10-20 us to hand a worker its run (core/threads.hpp).
   std::int64_t min_per_thread = std::int64_t(1) << 17;
 
   // A CpuExecutor with as many workers as the CPU ops use (gecko::threads(): GECKO_THREADS or
@@ -56,7 +56,7 @@ struct CpuExecutor {
     const std::int64_t units = E::uses_col ? n / cols : n;
     const std::int64_t workers =
         std::min<std::int64_t>(threads, n / std::max<std::int64_t>(min_per_thread, 1));
-    parallel_runs(units, workers, [&a, cols](std::int64_t u0, std::int64_t u1) {
+    parallel_runs(units, workers, workers, [&a, cols](std::int64_t u0, std::int64_t u1) {
       detail::cpu_elementwise(a.out.data, a.e, cols, u0, u1);
     });
   }
