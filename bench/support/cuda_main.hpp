@@ -9,12 +9,13 @@
 //   * Exits 1 when a benchmark reported an error (a failed check, a CUDA or cuBLAS error).
 
 #include <cstdio>
-#include <map>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "support/cuda_bench.hpp"
+#include "support/summary.hpp"
 
 namespace gecko::bench::gpu {
 
@@ -67,201 +68,98 @@ inline std::string& device_name() {
 
 namespace detail {
 
-struct Measured {
-  double seconds = 0;     // device time per iteration (CUDA events)
-  double bytes_rate = 0;  // bytes / s
-  double flop_rate = 0;   // FLOP / s
-};
-
-struct Name {
-  std::string op, variant, tier;
-};
-
-// "cuda/<op>/<variant>/<tier>[/manual_time]"
-inline Name split(std::string_view full) {
-  if (full.starts_with("cuda/")) full.remove_prefix(5);
-  const auto a = full.find('/');
-  const auto b = a == std::string_view::npos ? a : full.find('/', a + 1);
-  if (b == std::string_view::npos) return {std::string(full), "", ""};
-  const auto c = full.find('/', b + 1);
-  return {std::string(full.substr(0, a)), std::string(full.substr(a + 1, b - a - 1)),
-          std::string(full.substr(b + 1, c == std::string_view::npos ? c : c - b - 1))};
+// The binary's FLOP roof: its one "cuda/roof/<kind>/device" row, if it ran.
+inline const Measured* flop_roof(const SummaryReporter& r) {
+  for (const auto& [group, keys] : r.groups())
+    if (Name::split(keys.front()).op == "roof") return &r.at(keys.front());
+  return nullptr;
 }
 
-inline std::string format_time(double seconds) {
-  char buf[32];
-  if (seconds >= 1)
-    std::snprintf(buf, sizeof buf, "%8.3f s ", seconds);
-  else if (seconds >= 1e-3)
-    std::snprintf(buf, sizeof buf, "%8.3f ms", seconds * 1e3);
-  else
-    std::snprintf(buf, sizeof buf, "%8.3f us", seconds * 1e6);
-  return buf;
-}
-
-inline std::string percent(double num, double den) {
-  if (num <= 0 || den <= 0) return "-";
-  char b[32];
-  std::snprintf(b, sizeof b, "%.1f", 100.0 * num / den);
-  return b;
-}
-
-class SummaryReporter : public benchmark::ConsoleReporter {
- public:
-  using ConsoleReporter::ConsoleReporter;
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred) {
-        ++errors_;
-        continue;
-      }
-      if (r.run_type != Run::RT_Iteration || r.iterations == 0) continue;
-      const Name n = split(r.benchmark_name());  // drops the "/manual_time" suffix
-      const std::string name = "cuda/" + n.op + "/" + n.variant + "/" + n.tier;
-      Measured m;
-      m.seconds = r.real_accumulated_time / double(r.iterations);  // the manual (event) time
-      if (auto it = r.counters.find("bytes_per_second"); it != r.counters.end())
-        m.bytes_rate = it->second.value;
-      if (auto it = r.counters.find("FLOP/s"); it != r.counters.end()) m.flop_rate = it->second.value;
-      auto [slot, fresh] = best_.try_emplace(name, m);
-      if (fresh)
-        order_.push_back(name);
-      else if (m.seconds < slot->second.seconds)
-        slot->second = m;  // keep the fastest repetition
-    }
-  }
-
-  void Finalize() override {
-    print_summary();
-    print_targets();
-    ConsoleReporter::Finalize();
-  }
-
-  int errors() const { return errors_; }
-
- private:
-  const Measured* find(const std::string& op, const std::string& variant,
-                       const std::string& tier) const {
-    auto it = best_.find("cuda/" + op + "/" + variant + "/" + tier);
-    return it == best_.end() ? nullptr : &it->second;
-  }
-
-  // The binary's FLOP roof: its one "cuda/roof/<kind>/device" row, if it ran.
-  const Measured* roof() const {
-    for (const std::string& name : order_)
-      if (split(name).op == "roof") return &best_.at(name);
-    return nullptr;
-  }
-
-  void print_summary() {
-    std::map<std::string, std::vector<std::string>> groups;  // "op/tier" -> names in run order
-    std::vector<std::string> group_order;
-    for (const std::string& name : order_) {
-      const Name n = split(name);
-      const std::string key = n.op + "/" + n.tier;
-      if (groups[key].empty()) group_order.push_back(key);
-      groups[key].push_back(name);
-    }
-    auto& out = GetOutputStream();
-    out << "\nSummary (GPU" << (device_name().empty() ? "" : ": " + device_name())
-        << "): device time per iteration from CUDA events (fastest repetition); copy% = GB/s over "
-           "the same-run device-to-device copy of the op's bytes, HBM% = GB/s over the H100 SXM "
-           "datasheet 3.35 TB/s, roof% = FLOP/s over the binary's same-run roof row, gecko/this = "
-           "time of the op over time of this row (bench/README.md)\n";
-    char line[256];
-    std::snprintf(line, sizeof line, "%-25s %-15s %11s %9s %9s %7s %7s %7s %10s\n", "op/tier",
-                  "variant", "time", "GB/s", "TFLOP/s", "copy%", "HBM%", "roof%", "gecko/this");
-    out << line;
-    const Measured* flop_roof = roof();
-    for (const std::string& key : group_order) {
-      const auto& names = groups[key];
-      const Name first = split(names.front());
-      const Measured* gecko = find(first.op, "gecko", first.tier);
-      const Measured* copy = find(first.op, "memcpy", first.tier);
-      bool head = true;
-      for (const std::string& name : names) {
-        const Name n = split(name);
-        const Measured& m = best_.at(name);
-        std::string ratio = "-";
-        if (gecko && m.seconds > 0) {
-          char b[32];
-          std::snprintf(b, sizeof b, "%.2f", gecko->seconds / m.seconds);
-          ratio = b;
-        }
-        const bool is_copy = n.variant == "memcpy", is_roof = n.op == "roof";
-        std::snprintf(line, sizeof line, "%-25s %-15s %11s %9.1f %9.2f %7s %7s %7s %10s\n",
-                      head ? ("cuda/" + key).c_str() : "", n.variant.c_str(),
-                      format_time(m.seconds).c_str(), m.bytes_rate / 1e9, m.flop_rate / 1e12,
-                      is_copy || !copy ? "-" : percent(m.bytes_rate, copy->bytes_rate).c_str(),
-                      percent(m.bytes_rate, kHbmBytesPerSecond).c_str(),
-                      is_roof || !flop_roof ? "-" : percent(m.flop_rate, flop_roof->flop_rate).c_str(),
-                      is_roof ? "-" : ratio.c_str());
-        out << line;
-        head = false;
-      }
-    }
-    out.flush();
-  }
-
-  void print_targets() {
-    auto& out = GetOutputStream();
-    bool header = false;
-    char line[320];
-    for (const Target& t : targets()) {
-      const Measured* gecko = find(t.op, "gecko", t.tier);
-      if (!gecko) continue;  // filtered out or failed
-      char measured[160];
-      bool met = false;
-      switch (t.kind) {
-        case Target::MaxTime:
-          std::snprintf(measured, sizeof measured, "%.3f ms", gecko->seconds * 1e3);
-          met = gecko->seconds <= t.value;
-          break;
-        case Target::MinSpeedup: {
-          const Measured* base = find(t.op, t.baseline, t.tier);
-          if (!base) continue;
-          const double speedup = base->seconds / gecko->seconds;
-          std::snprintf(measured, sizeof measured, "%.2fx (%s %.3f ms)", speedup,
-                        t.baseline.c_str(), base->seconds * 1e3);
-          met = speedup >= t.value;
-          break;
-        }
-        case Target::MinBandwidth: {
-          const Measured* copy = find(t.op, "memcpy", t.tier);
-          std::snprintf(measured, sizeof measured, "%.0f GB/s = %s%% of HBM, %s%% of memcpy",
-                        gecko->bytes_rate / 1e9, percent(gecko->bytes_rate, kHbmBytesPerSecond).c_str(),
-                        copy ? percent(gecko->bytes_rate, copy->bytes_rate).c_str() : "-");
-          met = gecko->bytes_rate >= t.value * kHbmBytesPerSecond;
-          break;
-        }
-        case Target::MinFlops:
-          std::snprintf(measured, sizeof measured, "%.1f TFLOP/s", gecko->flop_rate / 1e12);
-          met = gecko->flop_rate >= t.value;
-          break;
-      }
-      if (!header) {
-        out << "\nTargets (against the H100 SXM datasheet: HBM 3.35 TB/s, dense bf16 989 TFLOP/s; "
-               "device: "
-            << (device_name().empty() ? "unknown" : device_name()) << ")\n";
-        std::snprintf(line, sizeof line, "%-25s %-34s %-46s %s\n", "op/tier", "target", "measured",
-                      "verdict");
-        out << line;
-        header = true;
-      }
-      std::snprintf(line, sizeof line, "%-25s %-34s %-46s %s\n",
-                    ("cuda/" + t.op + "/" + t.tier).c_str(), describe(t).c_str(), measured,
-                    met ? "met" : "NOT MET");
+// The GPU table: copy% = GB/s over the same-run device-to-device copy of the op's bytes, HBM% =
+// GB/s over the datasheet bandwidth, roof% = FLOP/s over the binary's roof row, gecko/this = time
+// of the op over time of this row.
+inline void print_summary(const SummaryReporter& r, std::ostream& out) {
+  out << "\nSummary (GPU" << (device_name().empty() ? "" : ": " + device_name())
+      << "): device time per iteration from CUDA events (fastest repetition); copy% = GB/s over "
+         "the same-run device-to-device copy of the op's bytes, HBM% = GB/s over the H100 SXM "
+         "datasheet 3.35 TB/s, roof% = FLOP/s over the binary's same-run roof row, gecko/this = "
+         "time of the op over time of this row (bench/README.md)\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "%-25s %-15s %11s %9s %9s %7s %7s %7s %10s\n", "op/tier",
+                "variant", "time", "GB/s", "TFLOP/s", "copy%", "HBM%", "roof%", "gecko/this");
+  out << line;
+  const Measured* roof = flop_roof(r);
+  for (const auto& [group, keys] : r.groups()) {
+    const Name first = Name::split(keys.front());
+    const Measured* gecko = r.find(first.op, "gecko", first.tier);
+    const Measured* copy = r.find(first.op, "memcpy", first.tier);
+    bool head = true;
+    for (const std::string& key : keys) {
+      const Name n = Name::split(key);
+      const Measured& m = r.at(key);
+      const bool is_copy = n.variant == "memcpy", is_roof = n.op == "roof";
+      std::snprintf(line, sizeof line, "%-25s %-15s %11s %9.1f %9.2f %7s %7s %7s %10s\n",
+                    head ? ("cuda/" + group).c_str() : "", n.variant.c_str(),
+                    format_time(m.seconds).c_str(), m.bytes_rate / 1e9, m.flop_rate / 1e12,
+                    is_copy || !copy ? "-" : percent(m.bytes_rate, copy->bytes_rate).c_str(),
+                    percent(m.bytes_rate, kHbmBytesPerSecond).c_str(),
+                    is_roof || !roof ? "-" : percent(m.flop_rate, roof->flop_rate).c_str(),
+                    is_roof ? "-" : ratio(gecko, m).c_str());
       out << line;
+      head = false;
     }
-    out.flush();
   }
+}
 
-  std::map<std::string, Measured> best_;
-  std::vector<std::string> order_;
-  int errors_ = 0;
-};
+// Each target of the project whose `gecko` row ran, with what was measured and a verdict.
+inline void print_targets(const SummaryReporter& r, std::ostream& out) {
+  bool header = false;
+  char line[320];
+  for (const Target& t : targets()) {
+    const Measured* gecko = r.find(t.op, "gecko", t.tier);
+    if (!gecko) continue;  // filtered out or failed
+    char measured[160];
+    bool met = false;
+    switch (t.kind) {
+      case Target::MaxTime:
+        std::snprintf(measured, sizeof measured, "%.3f ms", gecko->seconds * 1e3);
+        met = gecko->seconds <= t.value;
+        break;
+      case Target::MinSpeedup: {
+        const Measured* base = r.find(t.op, t.baseline, t.tier);
+        if (!base) continue;
+        const double speedup = base->seconds / gecko->seconds;
+        std::snprintf(measured, sizeof measured, "%.2fx (%s %.3f ms)", speedup, t.baseline.c_str(),
+                      base->seconds * 1e3);
+        met = speedup >= t.value;
+        break;
+      }
+      case Target::MinBandwidth: {
+        const Measured* copy = r.find(t.op, "memcpy", t.tier);
+        std::snprintf(measured, sizeof measured, "%.0f GB/s = %s%% of HBM, %s%% of memcpy",
+                      gecko->bytes_rate / 1e9, percent(gecko->bytes_rate, kHbmBytesPerSecond).c_str(),
+                      copy ? percent(gecko->bytes_rate, copy->bytes_rate).c_str() : "-");
+        met = gecko->bytes_rate >= t.value * kHbmBytesPerSecond;
+        break;
+      }
+      case Target::MinFlops:
+        std::snprintf(measured, sizeof measured, "%.1f TFLOP/s", gecko->flop_rate / 1e12);
+        met = gecko->flop_rate >= t.value;
+        break;
+    }
+    if (!header) {
+      out << "\nTargets (against the H100 SXM datasheet: HBM 3.35 TB/s, dense bf16 989 TFLOP/s; "
+             "device: "
+          << (device_name().empty() ? "unknown" : device_name()) << ")\n";
+      std::snprintf(line, sizeof line, "%-25s %-34s %-46s %s\n", "op/tier", "target", "measured", "verdict");
+      out << line;
+      header = true;
+    }
+    std::snprintf(line, sizeof line, "%-25s %-34s %-46s %s\n", ("cuda/" + t.op + "/" + t.tier).c_str(),
+                  describe(t).c_str(), measured, met ? "met" : "NOT MET");
+    out << line;
+  }
+}
 
 }  // namespace detail
 
@@ -306,7 +204,10 @@ inline int run_gpu_benchmarks(int argc, char** argv, void (*register_all)()) {
 
   int errors = 0;
   if (console && !list) {
-    detail::SummaryReporter reporter(benchmark::ConsoleReporter::OO_None);
+    SummaryReporter reporter(SummaryReporter::Clock::Real, [](const SummaryReporter& r, std::ostream& out) {
+      detail::print_summary(r, out);
+      detail::print_targets(r, out);
+    });
     benchmark::RunSpecifiedBenchmarks(&reporter);
     errors = reporter.errors();
   } else {
