@@ -12,7 +12,9 @@
 // an address does not allow 16-byte accesses), the block sums through warp shuffles and one
 // shared-memory exchange, and the centred second moment (LN) is taken over the registers, so the
 // two-pass statistics cost no second read. Block size: the smallest power of two >= 32 threads
-// that covers the group, up to 1024.
+// that covers the group, up to 1024 or the most that the kernel's registers allow (the 16-bit
+// layer norm at 16-byte packs holds 64 floats per thread and needs over 64 registers, so at most
+// 512 threads: 32768 channels per group).
 // Bound: HBM bandwidth: bytes = read x once + write y once (+ weight and bias, L2-resident).
 //
 // This header also holds what the other scan/normalisation kernels share: packed loads and team
@@ -103,7 +105,7 @@ bool optional_device(std::string_view op, std::string_view name, const TensorVie
 }
 
 // Packs held in registers per thread: 8 x 16 bytes covers 8192 channels per group at one
-// element per pack (the reference's limit, spec §2) and 32768/65536 at 16-byte packs.
+// element per pack (the reference's limit, spec §2) and up to 32768/65536 at 16-byte packs.
 inline constexpr int kGroupNormPacks = 8;
 
 template <class T, int V, bool kCentre>
@@ -163,6 +165,22 @@ __global__ void group_norm_kernel(const T* __restrict__ x, T* __restrict__ y,
   }
 }
 
+// The largest power of two of threads that a block of group_norm_kernel<T, V, kCentre> may have:
+// 1024 unless its registers allow fewer (65536 registers per block; a launch beyond that fails
+// with "too many resources requested"). Read once per kernel from the runtime.
+template <class T, int V, bool kCentre>
+int group_norm_max_threads(const char* op) {
+  static const int threads = [op] {
+    cudaFuncAttributes attr{};
+    check(cudaFuncGetAttributes(&attr, group_norm_kernel<T, V, kCentre>),
+          std::string(op) + ": cudaFuncGetAttributes(group_norm_kernel)");
+    int t = 32;
+    while (t < 1024 && 2 * t <= attr.maxThreadsPerBlock) t *= 2;
+    return t;
+  }();
+  return threads;
+}
+
 template <class T, bool kCentre>
 void launch_group_norm(const char* op, TensorView<const T> x, int groups, double eps,
                        TensorView<const T> weight, TensorView<const T> bias, TensorView<T> y,
@@ -190,11 +208,13 @@ void launch_group_norm(const char* op, TensorView<const T> x, int groups, double
                           (!has_bias || aligned16(bias.data));
   const int width = vectorised ? vec : 1;
   const std::int64_t packs = n / width;
+  const int max_threads = vectorised ? group_norm_max_threads<T, vec, kCentre>(op)
+                                     : group_norm_max_threads<T, 1, kCentre>(op);
   int threads = 32;
-  while (threads < 1024 && std::int64_t(threads) * kGroupNormPacks < packs) threads *= 2;
+  while (threads < max_threads && std::int64_t(threads) * kGroupNormPacks < packs) threads *= 2;
   require(std::int64_t(threads) * kGroupNormPacks >= packs, op, ": a group of ", n,
-          " channels exceeds the kernel's register tile of ", 1024 * kGroupNormPacks * width,
-          " channels");
+          " channels exceeds the kernel's register tile of ",
+          std::int64_t(max_threads) * kGroupNormPacks * width, " channels");
 
   const T* w = has_weight ? weight.data : nullptr;
   const T* b = has_bias ? bias.data : nullptr;
