@@ -5,7 +5,8 @@
 //     golden incoming state;
 //   * random piece schedules against one call, and the GPU against the CPU model on seeded
 //     random models: documents with bos resets, batch > 1, a head shape beyond the tiles'
-//     first multiple, the seeded tiny preset, Gecko without the working memory;
+//     first multiple, the seeded tiny preset, and every other shipped variant: Gecko without the
+//     working memory, Gecko with block-diagonal attention, Megalodon;
 //   * bad calls refused with the CPU model's messages; device memory constant along a stream.
 // Every scratch activation and every new window and memory buffer is poisoned with NaN
 // (Model::set_poison), and so are the logits before each call: an element that no kernel writes
@@ -259,6 +260,26 @@ TEST_CASE("cuda model: a larger head shape equals the CPU model (documents, batc
 TEST_CASE("cuda model: Gecko without the working memory equals the CPU model") {
   const model::Config config = model::read_config(*testing::open_golden("model_variants"));
   check_random_model<policy::GeckoNoMemory>(config, 15, 2, 4, true, 2);
+}
+
+// Chunk-local RoPE positions, and attention over the current chunk's part of a window that also
+// keeps the previous chunk for the working memory (documents: its ids are cut the same way).
+TEST_CASE("cuda model: Gecko with block-diagonal attention equals the CPU model (documents, batch 2)") {
+  const model::Config config = model::read_config(*testing::open_golden("model_variants"));
+  check_random_model<policy::GeckoBlockDiagonal>(config, 18, 2, 5, true, 4);
+}
+
+// The cumulative input and final norms, the learned CEMA residual (ω, γ/√N), two z rows,
+// block-diagonal attention over a window of the current chunk alone, the two-hop residual.
+TEST_CASE("cuda model: Megalodon equals the CPU model (batch 3)") {
+  model::Config config = model::read_config(*testing::open_golden("model_single_doc"));
+  config.two_hop_residual = true;  // the variant requires it
+  check_random_model<policy::Megalodon>(config, 19, 3, 5, false, 4);
+}
+
+TEST_CASE("cuda model: Megalodon with a partial RoPE and the model_variants flags equals the CPU model") {
+  const model::Config config = model::read_config(*testing::open_golden("model_variants"));
+  check_random_model<policy::Megalodon>(config, 20, 2, 4, false, 3);
 }
 
 // ---------------------------------------------------------------- 16-bit activations

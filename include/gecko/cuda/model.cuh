@@ -23,16 +23,21 @@
 //
 // State (spec §4.5): per layer the input norm's (count, mean, var), the CEMA state h, the cached
 // window of keys (after RoPE) and values (the last complete chunk plus the current partial one,
-// at most 2C − 1 tokens), the working memory with its key window and log normaliser, kv_count;
-// the final norm's state; and the document bookkeeping (window ids, the memory's document). The
-// window buffers are allocated once at 2C tokens, twice (a call builds the new window in the
-// second buffer, then the two swap), so the state's device memory is constant in the stream
-// length. The document ids stay on the host (they derive from the host's tokens) and travel with
+// at most 2C − 1 tokens; the current partial chunk alone for block-diagonal attention without a
+// memory), the working memory with its key window and log normaliser, kv_count; the final norm's
+// state; and the document bookkeeping (window ids, the memory's document). The window buffers
+// are allocated once at 2C tokens (C for a window of the current chunk alone), twice (a call
+// builds the new window in the second buffer, then the two swap), so the state's device memory
+// is constant in the stream length. The document ids stay on the host (they derive from the host's tokens) and travel with
 // each call's tokens. The rules of a stream (the allowed pieces and their checks, feed's cuts, the
 // document ids, the window lengths) are model/streaming.hpp's, the CPU model's own code.
 //
-// Variants: the policy's input norm must be the decay norm and its attention the sliding chunks
-// (Gecko, GeckoNoMemory); the static_asserts below say what is missing for the others.
+// Variants: every preset of policy/presets.hpp, as the CPU layers assemble them: the input (and
+// final) norm is cuda::timestep_decay_norm or cuda::timestep_cumulative_norm; the CEMA residual
+// is learned (ω, γ/√N) or not; block-diagonal attention reads the current chunk's part of the
+// window (a copy of its last start mod C tokens when the window also keeps the previous chunk for
+// the working memory) with RoPE at the chunk-local positions; without a working memory the window
+// of block-diagonal attention keeps only the current partial chunk (cpu::attention_window_after).
 
 #include <cuda_runtime.h>
 
@@ -204,15 +209,16 @@ template <class T>
 struct Scratch {
   bool poison = false;  // fill every activation with NaN before it is written (tests)
   DeviceArray<T> hidden, xh, c, m, z, q, k, aq, ak, v, r, s, a, h, y, n, f1, f3, u, logits;
+  DeviceArray<T> own_key, own_value;  // block-diagonal attention's part of a longer window
   DeviceArray<float> rope;
-  DeviceArray<std::int64_t> tokens, seg, window_seg, mem_seg;
+  DeviceArray<std::int64_t> tokens, positions, seg, window_seg, mem_seg, own_seg;
   DeviceArray<bool> bos;
 
   std::int64_t bytes() const {
-    std::int64_t total = rope.bytes() + tokens.bytes() + seg.bytes() + window_seg.bytes() +
-                         mem_seg.bytes() + bos.bytes();
+    std::int64_t total = rope.bytes() + tokens.bytes() + positions.bytes() + seg.bytes() +
+                         window_seg.bytes() + mem_seg.bytes() + own_seg.bytes() + bos.bytes();
     for (const DeviceArray<T>* b : {&hidden, &xh, &c, &m, &z, &q, &k, &aq, &ak, &v, &r, &s, &a, &h, &y,
-                                    &n, &f1, &f3, &u, &logits})
+                                    &n, &f1, &f3, &u, &logits, &own_key, &own_value})
       total += b->bytes();
     return total;
   }
@@ -238,8 +244,8 @@ struct NormPriors {
   Tensor<float> mean, var;  // (G)
 };
 
-// A timestep norm's streaming state in device memory (cuda::timestep_decay_norm reads and
-// overwrites it).
+// A timestep norm's streaming state in device memory (cuda::timestep_decay_norm or
+// cuda::timestep_cumulative_norm reads and overwrites it).
 struct NormState {
   DeviceBuffer<std::int64_t> count;  // (B)
   DeviceBuffer<float> mean, var;     // (B, G) raw EMAs
@@ -376,14 +382,17 @@ struct LayerInputs {
 
 // ------------------------------------------------------------------ layers
 
-template <class Policy>
-constexpr void check_gpu_policy() {
-  static_assert(Policy::input_norm::resets_at_bos,
-                "cuda::Model: the GPU path has the decay norm (policy::DecayNorm) only: Megalodon's "
-                "cumulative norm needs a CUDA kernel next to cuda::timestep_decay_norm first");
-  static_assert(Policy::attention::pattern == cpu::AttentionPattern::SlidingChunks,
-                "cuda::Model: the GPU layers attend over the sliding-chunk window only: block-diagonal "
-                "attention needs the window's current-chunk part as its own view in cuda::Mega::forward");
+// The policy's timestep norm (a block's input norm, and the final norm) on the device: the decay
+// norm restarts at a bos; the cumulative norm has no documents, so bos is always absent there.
+template <class Policy, class T>
+void policy_norm(TensorView<const T> x, TensorView<const bool> bos, NormState& state,
+                 const TimestepNormParams<T>& p, TensorView<T> y, cudaStream_t stream) {
+  if constexpr (Policy::input_norm::resets_at_bos) {
+    timestep_decay_norm<T>(x, bos, state.view(), p, y, stream);
+  } else {
+    require(bos.data == nullptr, "cuda::timestep_cumulative_norm: has no document resets; bos must be absent");
+    timestep_cumulative_norm<T>(x, state.view(), p, y, stream);
+  }
 }
 
 template <class T>
@@ -401,7 +410,6 @@ class Mega {
   // Checks the parameters as layers::Mega does; uploads them (converted to T), the CEMA
   // coefficients and the rows Γ = (1 + gamma)/√dk, β (float32).
   Mega(const model::Config& config, const layers::MegaParams<float>& p, cudaStream_t stream) : c_(config) {
-    check_gpu_policy<Policy>();
     check_gpu_type<T>();
     c_.validate();
     require(!Policy::requires_two_hop_residual || c_.two_hop_residual,
@@ -461,7 +469,8 @@ class Mega {
     s.cema_h = DeviceBuffer<float>(Shape{B, d.D, d.N, 2});
     check(cudaMemsetAsync(s.cema_h.data(), 0, std::size_t(s.cema_h.size()) * sizeof(float), stream),
           "cuda::Mega: zeroing the CEMA state");
-    const std::int64_t tokens = 2 * d.C;  // window ++ call never exceeds 2C tokens
+    // window ++ call never exceeds 2C tokens; C − 1 where the window is the current chunk only
+    const std::int64_t tokens = kWindowKeepsPreviousChunk ? 2 * d.C : d.C;
     s.key.allocate(B * tokens * d.H * d.dk);
     s.value.allocate(B * tokens * d.H * d.dv);
     if (d.memory) {
@@ -496,9 +505,9 @@ class Mega {
       check_shape(op, "cema_h", host.cema_h.shape(), Shape{B, d.D, d.N, 2});
       detail::copy_to_device(s.cema_h.data(), host.cema_h, stream, op);
     }
-    const std::int64_t Lk = host.window.length();
-    require(Lk <= 2 * d.C - 1, op, ": a window of ", Lk, " tokens is longer than the 2C - 1 = ", 2 * d.C - 1,
-            " the cache ever holds");
+    const std::int64_t Lk = host.window.length(), most = kWindowKeepsPreviousChunk ? 2 * d.C - 1 : d.C - 1;
+    require(Lk <= most, op, ": a window of ", Lk, " tokens is longer than the ", most,
+            " tokens the cache ever holds");
     if (Lk > 0) {
       check_shape(op, "window.key", host.window.key.shape(), Shape{B, Lk, d.H, d.dk});
       check_shape(op, "window.value", host.window.value.shape(), Shape{B, Lk, d.H, d.dv});
@@ -536,7 +545,7 @@ class Mega {
     require(state.started() && state.dims.B == B, op, ": the state was made for batch size ", state.dims.B,
             ", x has ", B, " rows");
     check_shape(op, "y", y.shape, x.shape);
-    const std::int64_t start = state.kv_count, Lk = state.window;
+    const std::int64_t Lk = state.window;
     const cudaStream_t stream = rt.stream();
     Scratch<T>& ws = rt.scratch;
     auto take = [&](DeviceArray<T>& a, const Shape& shape) { return a.take(shape, ws.poison, stream); };
@@ -544,7 +553,7 @@ class Mega {
 
     // 1-3: input norm, CEMA, RMS norm                                            (B, L, D)
     const TensorView<T> xh = take(ws.xh, {B, L, D});
-    timestep_decay_norm<T>(x, in.bos, state.norm.view(),
+    policy_norm<Policy, T>(x, in.bos, state.norm,
                            {tsn_weight_.view(), tsn_bias_.view(), c_.timenorm_num_groups, c_.timenorm_beta1,
                             c_.timenorm_beta2, c_.norm_eps},
                            xh, stream);
@@ -572,11 +581,8 @@ class Mega {
 
     // 10: attention over the cached window and the call                          (B, L, E)
     const TensorView<const T> v4(v.data, Shape{B, L, H, dv}, Space::Device);
-    AttentionWindow<T> window{};
-    if (Lk > 0) window = {state.key_view(), state.value_view()};
     const TensorView<T> s = take(ws.s, {B, L, E});
-    sliding_chunk_attention<T>(q, k, v4, window, in.seg, Lk > 0 ? in.window_seg : TensorView<const std::int64_t>{},
-                               C, start, Policy::attention::pattern, s, stream);
+    attend(q, k, v4, in, state, rt, s);
 
     // 11-12: working memory, and o = s ⊙ silu(r) (+ a): only the attention output is gated
     const std::int64_t keep_call = model::joined_window_length(Lk, L, C);  // window ++ call, before the cut
@@ -604,14 +610,57 @@ class Mega {
   }
 
  private:
+  // Whether the cached window keeps the last complete chunk (sliding attention reads it, the
+  // working memory absorbs it) or only the current partial chunk (block-diagonal alone), as in
+  // layers::Mega.
+  static constexpr bool kWindowKeepsPreviousChunk =
+      Policy::attention::pattern == cpu::AttentionPattern::SlidingChunks || Policy::memory::enabled;
+
+  // Step 10: s = attention of q over the keys of [window ++ call] the pattern lets it see. The
+  // block-diagonal pattern sees the current chunk only: the window's last start mod C tokens,
+  // copied out (with their document ids) when the window also holds the previous chunk.
+  void attend(TensorView<const T> q, TensorView<const T> k, TensorView<const T> v4, const LayerInputs& in,
+              const LayerState<T>& state, Runner<T>& rt, TensorView<T> s) const {
+    const LayerDims& d = state.dims;
+    const std::int64_t start = state.kv_count, Lk = state.window, C = d.C;
+    const cudaStream_t stream = rt.stream();
+    AttentionWindow<T> window{};
+    TensorView<const std::int64_t> window_seg{};
+    if (Lk > 0) window = {state.key_view(), state.value_view()}, window_seg = in.window_seg;
+    constexpr auto pattern = Policy::attention::pattern;
+    if constexpr (pattern == cpu::AttentionPattern::BlockDiagonal && kWindowKeepsPreviousChunk) {
+      const std::int64_t own = start % C;  // the current chunk's tokens before the call
+      if (own < Lk) {
+        Scratch<T>& ws = rt.scratch;
+        window = {};
+        window_seg = {};
+        if (own > 0) {
+          const TensorView<T> key = ws.own_key.take({d.B, own, d.H, d.dk}, ws.poison, stream);
+          const TensorView<T> value = ws.own_value.take({d.B, own, d.H, d.dv}, ws.poison, stream);
+          detail::copy_rows(key.data, own, 0, state.key.front(), Lk, Lk - own, own, d.H * d.dk, d.B, stream);
+          detail::copy_rows(value.data, own, 0, state.value.front(), Lk, Lk - own, own, d.H * d.dv, d.B, stream);
+          window = {key, value};
+          if (in.window_seg.data != nullptr) {
+            const TensorView<std::int64_t> seg = ws.own_seg.take({d.B, own}, ws.poison, stream);
+            detail::copy_rows(seg.data, own, 0, in.window_seg.data, Lk, Lk - own, own, 1, d.B, stream);
+            window_seg = seg;
+          }
+        }
+      }
+    }
+    sliding_chunk_attention<T>(q, k, v4, window, in.seg, window_seg, C, start, pattern, s, stream);
+  }
+
   // Spec §4.5: the window becomes window ++ call (prefill: the call's last chunk), and at a chunk
   // boundary it keeps only its last C tokens; the same for the memory's key window, which the
-  // working-memory kernel has written uncut into its back buffer.
+  // working-memory kernel has written uncut into its back buffer. Block-diagonal attention without
+  // a memory keeps only the current partial chunk: (Lk + L) mod C tokens.
   void advance_window(LayerState<T>& state, TensorView<const T> k, TensorView<const T> v, std::int64_t L,
                       std::int64_t keep_call, cudaStream_t stream) const {
     const LayerDims& d = state.dims;
     const std::int64_t end = state.kv_count + L, Lk = state.window;
-    const std::int64_t keep = model::window_length_after(Lk, L, end, d.C);  // <= keep_call
+    const std::int64_t keep = kWindowKeepsPreviousChunk ? model::window_length_after(Lk, L, end, d.C)  // <= keep_call
+                                                        : (Lk + L) % d.C;
     detail::keep_last_rows(state.key.back(), state.key.front(), Lk, k.data, L, keep, d.H * d.dk, d.B, stream);
     detail::keep_last_rows(state.value.back(), state.value.front(), Lk, v.data, L, keep, d.H * d.dv, d.B, stream);
     state.key.flip();
@@ -689,7 +738,8 @@ class Block {
     } else {
       gecko::run(expr::assign(hidden, expr::silu(input(hidden))), rt.exec);
     }
-    // 17: out = f (+ α ⊙ f) + residual; f reuses n's buffer, which fc1/fc3 have consumed
+    // 17: out = f + residual, or α ⊙ f + residual with rescale_nffn (cpu::feed_forward); f reuses
+    // n's buffer, which fc1/fc3 have consumed
     linear<T>(hidden, fc2_.view(), {}, n, rt.blas);
     const TensorView<const T> residual = c.two_hop_residual ? x : TensorView<const T>(y);
     if (alpha_.size() > 0)
@@ -754,7 +804,6 @@ class Model {
   Model(const model::Config& config, const model::ModelParams<float>& params, std::int64_t bos_id = 1,
         cudaStream_t stream = nullptr)
       : c_(config), bos_id_(bos_id), runner_(stream) {
-    check_gpu_policy<Policy>();
     check_gpu_type<T>();
     model::check_model_parameters<Policy>(c_, params, /*layer_shapes=*/true);
     embed_ = detail::upload<T>(params.embed, stream);
@@ -810,10 +859,13 @@ class Model {
       if (!state.seg_ids.empty()) in.window_seg = ws.window_seg.upload(state.seg_ids, stream);
       if (!state.mem_seg.empty()) in.mem_seg = ws.mem_seg.upload(state.mem_seg, stream);
     }
-    // RoPE table of the call's positions, shared by every layer.                   (L, dk/2, 2)
+    // RoPE table of the call's positions (the policy's: absolute, or chunk-local), shared by
+    // every layer.                                                                  (L, dk/2, 2)
     if (c_.rope_heads() > 0) {
+      Tensor<std::int64_t> positions({L});
+      for (std::int64_t i = 0; i < L; ++i) positions[i] = Policy::attention::rope_position(start + i, C);
       const TensorView<float> table = ws.rope.take({L, c_.head_dim() / 2, 2}, false, stream);
-      rope_table(rope_freqs_.view(), start, table, stream);
+      rope_table(rope_freqs_.view(), ws.positions.upload(positions, stream), table, stream);
       in.rope = table;
     }
 
@@ -822,7 +874,7 @@ class Model {
     for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].forward(x, in, state.layers[i], runner_, x);
 
     const TensorView<T> u = ws.u.take({B, L, D}, ws.poison, stream);
-    timestep_decay_norm<T>(x, in.bos, state.output.view(),
+    policy_norm<Policy, T>(x, in.bos, state.output,
                            {final_weight_.view(), final_bias_.view(), c_.timenorm_num_groups, c_.timenorm_beta1,
                             c_.timenorm_beta2, c_.norm_eps},
                            u, stream);

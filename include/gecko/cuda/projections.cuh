@@ -2,7 +2,8 @@
 // The small per-token maps around the model's GEMMs on the GPU:
 //   * embedding (spec §4.3): y[b, t] = table[token[b, t]] · scale (scale = √D with scale_emb);
 //   * rope_table (spec §9): (cos, sin) of fl32(fl32(t) · f_j) for the positions of a call, the
-//     table every layer's RoPE shares, the device twin of cpu::rope_table;
+//     table every layer's RoPE shares, the device twin of cpu::rope_table (positions given, so
+//     that block-diagonal attention's chunk-local t mod C comes from the same policy function);
 //   * z_projections (spec §8-9): from z = m·W_zᵀ + b_z, per token and head, the RMS
 //     normalisation ẑ = z / sqrt(mean(z²) + eps) (no affine), the affine rows
 //     u_j = ẑ·Γ_j + β_j with Γ_j = (1 + gamma_j)/√dk (q, k, aq, ak), and RoPE on q and k of the
@@ -55,11 +56,11 @@ __global__ void embedding_kernel(const std::int64_t* __restrict__ tokens, const 
 // A template (of the frequencies' type, float) so that including this header from several
 // translation units of one program defines no kernel twice.
 template <class F>
-__global__ void rope_table_kernel(const F* __restrict__ freqs, std::int64_t start, std::int64_t n,
-                                  int half, F* __restrict__ table) {
+__global__ void rope_table_kernel(const F* __restrict__ freqs, const std::int64_t* __restrict__ positions,
+                                  std::int64_t n, int half, F* __restrict__ table) {
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
   for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const F angle = F(start + i / half) * freqs[i % half];  // fl32(fl32(t) · f_j)
+    const F angle = F(positions[i / half]) * freqs[i % half];  // fl32(fl32(t) · f_j)
     F s, c;
     sincosf(angle, &s, &c);
     table[2 * i] = c;
@@ -148,22 +149,24 @@ void embedding(TensorView<const std::int64_t> tokens, TensorView<const T> table,
   check_launch("cuda::embedding: embedding_kernel");
 }
 
-// freqs (dk/2) float32 inverse frequencies; table (P, dk/2, 2) float32 for positions
-// start … start + P − 1.
-inline void rope_table(TensorView<const float> freqs, std::int64_t start, TensorView<float> table,
-                       cudaStream_t stream) {
+// freqs (dk/2) float32 inverse frequencies; positions (P) int64, non-negative (the caller
+// checks: the absolute stream positions, or the chunk-local t mod C of block-diagonal
+// attention, as the policy's rope_position gives them); table (P, dk/2, 2) float32.
+inline void rope_table(TensorView<const float> freqs, TensorView<const std::int64_t> positions,
+                       TensorView<float> table, cudaStream_t stream) {
   constexpr const char* op = "cuda::rope_table";
   detail::require_device(op, "freqs", freqs);
   require(freqs.rank() == 1, op, ": freqs must have shape (dk/2), got ", freqs.shape.str());
-  require(start >= 0, op, ": start must be non-negative, got ", start);
-  detail::require_device(op, "table", table);
-  require(table.rank() == 3, op, ": table must have shape (P, dk/2, 2), got ", table.shape.str());
+  detail::require_device(op, "positions", positions);
+  require(positions.rank() == 1, op, ": positions must have shape (P), got ", positions.shape.str());
   const std::int64_t half = freqs.shape[0];
-  check_shape(op, "table", table.shape, Shape{table.shape[0], half, 2});
-  const std::int64_t n = table.shape[0] * half;
+  detail::require_device(op, "table", table);
+  check_shape(op, "table", table.shape, Shape{positions.shape[0], half, 2});
+  require(half <= 0x7fffffff, op, ": dk/2 = ", half, " beyond 32-bit indexing");
+  const std::int64_t n = positions.shape[0] * half;
   if (n == 0) return;
   detail::rope_table_kernel<float><<<detail::map_blocks(n), detail::kMapThreads, 0, stream>>>(
-      freqs.data, start, n, int(half), table.data);
+      freqs.data, positions.data, n, int(half), table.data);
   check_launch("cuda::rope_table: rope_table_kernel");
 }
 
