@@ -15,6 +15,7 @@
 #include "gecko/core/threads.hpp"
 #include "gecko/cpu/group_norm.hpp"
 #include "gecko/cpu/linear.hpp"
+#include "gecko/cpu/silu.hpp"
 
 namespace gecko::cpu {
 
@@ -48,14 +49,8 @@ Tensor<T> feed_forward(const Tensor<T>& x, const Tensor<T>& residual, const Feed
   const bool affine = !p.norm_weight.empty();
   const Tensor<T> n = group_layer_norm(x, p.groups, p.eps, affine ? &p.norm_weight : nullptr,
                                        affine ? &p.norm_bias : nullptr);  // (B, L, D)
-  Tensor<T> hidden = linear(n, p.fc1);  // (B, L, F)
-  const Tensor<T> gate = p.fc3.empty() ? Tensor<T>() : linear(n, p.fc3);
-  parallel_for(hidden.size(), 8.0 * double(hidden.size()), [&](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) {
-      const T h = hidden[i] / (T(1) + std::exp(-hidden[i]));  // silu
-      hidden[i] = gate.empty() ? h : h * gate[i];
-    }
-  });
+  const Tensor<T> gate = p.fc3.empty() ? Tensor<T>() : linear(n, p.fc3);               // (B, L, F)
+  const Tensor<T> hidden = silu(linear(n, p.fc1), gate.empty() ? nullptr : &gate);  // (B, L, F)
   Tensor<T> out = linear(hidden, p.fc2);  // (B, L, D)
   const std::int64_t rows = out.size() / D;
   for (std::int64_t r = 0; r < rows; ++r) {

@@ -4,6 +4,8 @@
 // output projections with the residual. The policy picks the input norm, the CEMA residual, the
 // attention pattern, the working memory and the number of z rows; sizes come from the Config.
 
+#include <Eigen/Core>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -17,6 +19,7 @@
 #include "gecko/cpu/group_norm.hpp"
 #include "gecko/cpu/linear.hpp"
 #include "gecko/cpu/rope.hpp"
+#include "gecko/cpu/silu.hpp"
 #include "gecko/cpu/sliding_chunk_attention.hpp"
 #include "gecko/cpu/timestep_norm.hpp"
 #include "gecko/cpu/working_memory.hpp"
@@ -142,12 +145,10 @@ class Mega {
     // 4-6: z, per-head RMS norm, the affine rows q, k (, aq, ak)                  (B, L, S)
     const Tensor<T> z = cpu::linear(m, p_.wz_weight, &p_.wz_bias);
     const Tensor<T> zh = cpu::group_rms_norm(z, c_.num_heads, c_.norm_eps, nullptr);
-    auto row = [&](int j) {
-      Tensor<T> u(zh.shape());
-      for (std::int64_t i = 0; i < zh.size(); ++i) {
-        const std::int64_t s = i % S;
-        u[i] = zh[i] * row_scale_(j, s) + p_.beta(j, s);
-      }
+    auto row = [&](int j) {  // u_j = ẑ ⊙ Γ_j + β_j on every token
+      auto u = Tensor<T>::uninitialized(zh.shape());
+      tokens(u, S) = (tokens(zh, S).rowwise() * feature_row(row_scale_, j, S)).rowwise() +
+                     feature_row(p_.beta, j, S);
       return u;
     };
     Tensor<T> q = row(0).reshaped({B, L, H, dk});
@@ -155,7 +156,7 @@ class Mega {
     // 7-8: value from the input norm's output, gate from m                      (B, L, E)
     const Tensor<T> v_lin = cpu::linear(xh, p_.wv_weight, &p_.wv_bias);
     const Tensor<T> r_lin = cpu::linear(m, p_.wr_weight, &p_.wr_bias);
-    const Tensor<T> v = silu(v_lin), r = silu(r_lin);
+    const Tensor<T> v = cpu::silu(v_lin), r = cpu::silu(r_lin);
     // 9: RoPE on q and k of the first rope_heads heads
     if (c_.rope_heads() > 0) {
       cpu::apply_rope(q, rope, c_.rope_heads());
@@ -171,13 +172,16 @@ class Mega {
                               {segments.seg, segments.window_seg, segments.mem_seg}, int(H), C);
     }
     // 12: o = s ⊙ r (+ a): only the attention output is gated
-    Tensor<T> o(s.shape());
-    for (std::int64_t i = 0; i < o.size(); ++i) o[i] = s[i] * r[i] + (a.empty() ? T(0) : a[i]);
+    auto o = Tensor<T>::uninitialized(s.shape());
+    if (a.empty())
+      flat(o) = flat(s) * flat(r);
+    else
+      flat(o) = flat(s) * flat(r) + flat(a);
     // 13-14: y = x + wh1(m) + wh2(o)                                             (B, L, D)
     const Tensor<T> h1 = cpu::linear(m, p_.wh1_weight, &p_.wh1_bias);
     const Tensor<T> h2 = cpu::linear(o, p_.wh2_weight);
-    Tensor<T> y(x.shape());
-    for (std::int64_t i = 0; i < y.size(); ++i) y[i] = x[i] + (h1[i] + h2[i]);
+    auto y = Tensor<T>::uninitialized(x.shape());
+    flat(y) = flat(x) + (flat(h1) + flat(h2));
 
     advance_window(state, k, v4);
     if (trace) *trace = {xh, c, m, z, zh, v_lin, r_lin, s, a, h1, h2};
@@ -190,10 +194,21 @@ class Mega {
   static constexpr bool kWindowKeepsPreviousChunk =
       Policy::attention::pattern == cpu::AttentionPattern::SlidingChunks || Policy::memory::enabled;
 
-  static Tensor<T> silu(const Tensor<T>& x) {
-    Tensor<T> y(x.shape());
-    for (std::int64_t i = 0; i < x.size(); ++i) y[i] = x[i] / (T(1) + std::exp(-x[i]));
-    return y;
+  // Eigen views for the elementwise steps: a tensor as one flat array, as (tokens, features)
+  // rows, and row j of a (rows, features) parameter as one feature row.
+  using Flat = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using Rows = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using FeatureRow = Eigen::Array<T, 1, Eigen::Dynamic>;
+  static Eigen::Map<Flat> flat(Tensor<T>& t) { return {t.data(), t.size()}; }
+  static Eigen::Map<const Flat> flat(const Tensor<T>& t) { return {t.data(), t.size()}; }
+  static Eigen::Map<Rows> tokens(Tensor<T>& t, std::int64_t features) {
+    return {t.data(), t.size() / features, features};
+  }
+  static Eigen::Map<const Rows> tokens(const Tensor<T>& t, std::int64_t features) {
+    return {t.data(), t.size() / features, features};
+  }
+  static Eigen::Map<const FeatureRow> feature_row(const Tensor<T>& p, int j, std::int64_t features) {
+    return {p.data() + j * features, features};
   }
 
   Tensor<T> attend(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v4,
