@@ -221,12 +221,20 @@ Tensor<T> sliding_chunk_attention(const Tensor<T>& q, const Tensor<T>& k, const 
   return y;
 }
 
-// The window after a call on (k, v) (B, L, H, d), as the reference returns it:
+// The length of the window after a call of L tokens on a window of Lk, as the reference returns it:
 //   SlidingChunks: prefill (L >= C) → the last C tokens of the call; tail/step (L < C) →
 //     window ++ new tokens. Not yet cut at chunk boundaries: when the stream position reaches a
-//     multiple of C the cache keeps only the last C tokens (§4.5).
+//     multiple of C the cache keeps only the last C tokens (§4.5, model::window_length_after).
 //   BlockDiagonal (Megalodon caches only the current chunk): the tokens of the current partial
-//     chunk, i.e. the last (Lk + L) % C tokens of window ++ new; empty at a chunk boundary.
+//     chunk, i.e. the last (Lk + L) % C tokens of window ++ new; none at a chunk boundary.
+constexpr std::int64_t attention_window_length(std::int64_t Lk, std::int64_t L, std::int64_t chunk,
+                                               AttentionPattern pattern) {
+  if (pattern == AttentionPattern::SlidingChunks) return L >= chunk ? chunk : Lk + L;
+  return (Lk + L) % chunk;
+}
+
+// The window after a call on (k, v) (B, L, H, d): the last attention_window_length tokens of
+// window ++ (k, v).
 template <class T>
 AttentionWindow<T> attention_window_after(const AttentionWindow<T>& window, const Tensor<T>& k,
                                           const Tensor<T>& v, std::int64_t chunk,
@@ -248,11 +256,7 @@ AttentionWindow<T> attention_window_after(const AttentionWindow<T>& window, cons
     require(L % chunk == 0, op, ": a call of L >= chunk tokens (prefill) must cover whole chunks "
             "(L % chunk == 0); got L=", L, ", chunk=", chunk);
 
-  std::int64_t keep;
-  if (pattern == AttentionPattern::SlidingChunks)
-    keep = L >= chunk ? chunk : Lk + L;
-  else
-    keep = (Lk + L) % chunk;
+  const std::int64_t keep = attention_window_length(Lk, L, chunk, pattern);
   if (keep == 0) return {};
   return {detail::last_tokens(window.key, k, keep), detail::last_tokens(window.value, v, keep)};
 }

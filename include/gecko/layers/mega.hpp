@@ -189,11 +189,6 @@ class Mega {
   }
 
  private:
-  // Whether the cached window keeps the last complete chunk (sliding attention reads it, the
-  // working memory absorbs it) or only the current partial chunk (block-diagonal alone).
-  static constexpr bool kWindowKeepsPreviousChunk =
-      Policy::attention::pattern == cpu::AttentionPattern::SlidingChunks || Policy::memory::enabled;
-
   // Eigen views for the elementwise steps: a tensor as one flat array, as (tokens, features)
   // rows, and row j of a (rows, features) parameter as one feature row.
   using Flat = Eigen::Array<T, Eigen::Dynamic, 1>;
@@ -215,7 +210,7 @@ class Mega {
                    const SegmentIds& segments, const LayerState<T>& state, std::int64_t start) const {
     constexpr auto pattern = Policy::attention::pattern;
     const std::int64_t C = c_.chunk_size;
-    if constexpr (pattern == cpu::AttentionPattern::BlockDiagonal && kWindowKeepsPreviousChunk) {
+    if constexpr (pattern == cpu::AttentionPattern::BlockDiagonal && Policy::window_keeps_previous_chunk) {
       // The window also holds the previous chunk for the memory; attention sees the current one.
       const std::int64_t keep = start % C, Lk = state.window.length();
       if (keep < Lk) {
@@ -261,11 +256,11 @@ class Mega {
   // and at a chunk boundary the windows keep only their last C tokens.
   void advance_window(LayerState<T>& state, const Tensor<T>& k, const Tensor<T>& v4) const {
     const std::int64_t C = c_.chunk_size;
-    constexpr auto keep_pattern = kWindowKeepsPreviousChunk ? cpu::AttentionPattern::SlidingChunks
-                                                            : cpu::AttentionPattern::BlockDiagonal;
+    constexpr auto keep_pattern = Policy::window_keeps_previous_chunk ? cpu::AttentionPattern::SlidingChunks
+                                                                      : cpu::AttentionPattern::BlockDiagonal;
     state.window = cpu::attention_window_after(state.window, k, v4, C, keep_pattern);
     state.kv_count += k.dim(1);
-    if (kWindowKeepsPreviousChunk && state.kv_count % C == 0) {
+    if (Policy::window_keeps_previous_chunk && state.kv_count % C == 0) {
       if (state.window.length() > C)
         state.window = {last_tokens(state.window.key, C), last_tokens(state.window.value, C)};
       if (!state.memory.key.empty() && state.memory.key.dim(2) > C)

@@ -13,6 +13,7 @@
 
 #include "gecko/core/error.hpp"
 #include "gecko/core/tensor.hpp"
+#include "gecko/cpu/sliding_chunk_attention.hpp"
 #include "gecko/model/config.hpp"
 
 namespace gecko::model {
@@ -93,17 +94,16 @@ inline void document_ids(const Tensor<std::int64_t>& tokens, std::int64_t bos_id
   }
 }
 
-// The cached window (spec §4.5) as an allowed call of L tokens leaves it, before the cut at a
-// chunk boundary, from a window of Lk tokens: window ++ call, of which a prefill (L >= C) keeps
-// only its last chunk.
+// The cached window's length (spec §4.5) after an allowed call of L tokens from a window of Lk
+// that ends at `end`: what the attention returns (window ++ call; a prefill's last chunk), cut to
+// its last C tokens when the call ends on a chunk boundary. At most 2C − 1. The window of a layer
+// whose policy keeps only the current chunk (window_keeps_previous_chunk false) is the
+// attention's own, cpu::attention_window_length with BlockDiagonal.
 inline std::int64_t joined_window_length(std::int64_t Lk, std::int64_t L, std::int64_t C) {
-  return L >= C ? C : Lk + L;
+  return cpu::attention_window_length(Lk, L, C, cpu::AttentionPattern::SlidingChunks);
 }
-
-// The cached window's length after an allowed call of L tokens that ends at `end`: the joined
-// window, cut to its last C tokens when the call ends on a chunk boundary. At most 2C − 1.
 inline std::int64_t window_length_after(std::int64_t Lk, std::int64_t L, std::int64_t end, std::int64_t C) {
-  const std::int64_t joined = joined_window_length(Lk, L, C);
+  const std::int64_t joined = cpu::attention_window_length(Lk, L, C, cpu::AttentionPattern::SlidingChunks);
   return end % C == 0 ? std::min(joined, C) : joined;
 }
 

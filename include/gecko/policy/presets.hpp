@@ -18,6 +18,10 @@ struct BlockPolicy {
   static constexpr bool documents = Documents;
   // Whether the variant's FFN must add back the block input (the configuration must agree).
   static constexpr bool requires_two_hop_residual = TwoHopResidual;
+  // Whether a layer's cached window keeps the last complete chunk (sliding attention reads it,
+  // the working memory absorbs it) or only the current partial chunk (block-diagonal alone).
+  static constexpr bool window_keeps_previous_chunk =
+      Attention::pattern == cpu::AttentionPattern::SlidingChunks || Memory::enabled;
 
   static_assert(!Memory::enabled || Rows::count == 4,
                 "the working memory reads aq and ak from z rows 2 and 3: use ZRows<4> with WorkingMemory");
