@@ -1,5 +1,5 @@
 // GPU benchmarks of the scan and normalisation ops in bfloat16 (the 7B model's activations):
-// timestep norm (§5), CEMA (§6), group RMS and layer norm (§7) and the CudaExecutor's fused
+// timestep norm (§5; Megalodon's cumulative norm of §12 as the variant `cumulative`), CEMA (§6), group RMS and layer norm (§7) and the CudaExecutor's fused
 // elementwise kernel (the SwiGLU gate), each against a device-to-device copy of its bytes; CEMA
 // also against a per-channel sequential scan kernel, the recurrence one lane per (b, d, n) walking
 // time. The FLOP roof is a same-run float32 FMA kernel (CEMA's arithmetic runs on those units).
@@ -31,7 +31,8 @@ constexpr double bytes(std::int64_t elements) {
 
 // ---------------------------------------------------------------- timestep norm (§5)
 
-// Reads x, weight, bias and the state (count, M, V); writes y and the state.
+// Reads x, weight, bias and the state (count, M, V); writes y and the state. The same for the
+// cumulative norm.
 Work tsn_work(const Sizes& s) {
   const double state = bytes<std::int64_t>(s.B) + bytes<float>(2 * s.B * s.G);
   return {bytes<T>(2 * s.tokens() * s.D + 2 * s.D) + 2 * state, work::timestep_norm(s).flops};
@@ -39,8 +40,8 @@ Work tsn_work(const Sizes& s) {
 
 class TsnCase : public Case {
  public:
-  TsnCase(const Sizes& s, cudaStream_t stream)
-      : x_(Shape{s.B, s.L, s.D}), y_(x_.shape()), weight_(Shape{s.D}), bias_(Shape{s.D}),
+  TsnCase(const Sizes& s, bool cumulative, cudaStream_t stream)
+      : cumulative_(cumulative), x_(Shape{s.B, s.L, s.D}), y_(x_.shape()), weight_(Shape{s.D}), bias_(Shape{s.D}),
         count_(Shape{s.B}), mean_(Shape{s.B, s.G}), var_(Shape{s.B, s.G}) {
     fill_normal(x_, 3, 2.f, stream, 0.5f);
     fill_normal(weight_, 31, 0.1f, stream);
@@ -53,7 +54,8 @@ class TsnCase : public Case {
     run(stream);
     require_finite("timestep norm output", y_, stream);
   }
-  // A fresh stream: count 0, M and V 0 (the priors of spec §5.1).
+  // A fresh stream: count 0, M and V 0 (the priors of spec §5.1; for the cumulative norm a count
+  // of 0 makes the first token replace the prior moments, whatever they are).
   void prepare(cudaStream_t stream) override {
     check(cudaMemsetAsync(count_.data(), 0, std::size_t(count_.size()) * sizeof(std::int64_t), stream),
           "bench: state");
@@ -61,11 +63,15 @@ class TsnCase : public Case {
     check(cudaMemsetAsync(var_.data(), 0, std::size_t(var_.size()) * sizeof(float), stream), "bench: state");
   }
   void run(cudaStream_t stream) override {
-    cuda::timestep_decay_norm<T>(x_.view(), {}, {count_.view(), mean_.view(), var_.view()}, params_,
-                                 y_.view(), stream);
+    const cuda::TimestepNormState state{count_.view(), mean_.view(), var_.view()};
+    if (cumulative_)
+      cuda::timestep_cumulative_norm<T>(x_.view(), state, params_, y_.view(), stream);
+    else
+      cuda::timestep_decay_norm<T>(x_.view(), {}, state, params_, y_.view(), stream);
   }
 
  private:
+  bool cumulative_;
   DeviceBuffer<T> x_, y_, weight_, bias_;
   DeviceBuffer<std::int64_t> count_;
   DeviceBuffer<float> mean_, var_;
@@ -297,8 +303,10 @@ void register_all() {
 
   for (const Sizes& s : kGpuTiers) {
     add_case("timestep_norm", "gecko", s, tsn_work(s),
-             [s](cudaStream_t st) { return std::make_unique<TsnCase>(s, st); },
+             [s](cudaStream_t st) { return std::make_unique<TsnCase>(s, false, st); },
              target_label("timestep_norm", s));
+    add_case("timestep_norm", "cumulative", s, tsn_work(s),
+             [s](cudaStream_t st) { return std::make_unique<TsnCase>(s, true, st); });
     add_copy("timestep_norm", s, tsn_work(s).bytes);
 
     add_case("cema", "gecko", s, cema_work(s),
