@@ -42,15 +42,16 @@ void check_counts(const Tensor<std::int64_t>& gpu, const Tensor<std::int64_t>& c
   }
 }
 
-// Feeds x (B, L, D) and bos (B, L) to dev.run in consecutive pieces of the given lengths, on
-// `exec`; returns the pieces' outputs joined along time.
+// Feeds x (B, L, D) and bos (B, L) or empty (none) to dev.run in consecutive pieces of the given
+// lengths, on `exec`; returns the pieces' outputs joined along time.
 template <class Device>
 Tensor<float> run_in_pieces(Device& dev, const Tensor<float>& x, const Tensor<bool>& bos,
                             const std::vector<std::int64_t>& pieces, const CudaExecutor& exec) {
   Tensor<float> y;
   std::int64_t t0 = 0;
   for (const std::int64_t piece : pieces) {
-    y = time_concat(y, dev.run(time_slice(x, t0, t0 + piece), time_slice(bos, t0, t0 + piece), exec));
+    const Tensor<bool> bos_piece = bos.empty() ? Tensor<bool>{} : time_slice(bos, t0, t0 + piece);
+    y = time_concat(y, dev.run(time_slice(x, t0, t0 + piece), bos_piece, exec));
     t0 += piece;
   }
   REQUIRE(t0 == x.dim(1));
