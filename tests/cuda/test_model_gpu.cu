@@ -282,6 +282,21 @@ TEST_CASE("cuda model: Megalodon with a partial RoPE and the model_variants flag
   check_random_model<policy::Megalodon>(config, 20, 2, 4, false, 3);
 }
 
+TEST_CASE("cuda model: Megalodon refuses documents with the CPU model's message") {
+  model::Config config = model::read_config(*testing::open_golden("model_single_doc"));
+  config.two_hop_residual = true;
+  std::mt19937 rng(21);
+  GpuModel<policy::Megalodon> model(config, testing::random_model_params<policy::Megalodon, float>(config, rng));
+  gpu::ModelState<float> state;
+  Tensor<std::int64_t> tokens({1, 1}, 1);
+  CHECK_THROWS_WITH_AS(model.forward(tokens, state, true),
+                       "forward: this model variant has no document handling: multi_segments must be false",
+                       gecko::Error);
+  CHECK(state.fresh());
+  model.forward(tokens, state, false);
+  CHECK(state.position() == 1);
+}
+
 // ---------------------------------------------------------------- 16-bit activations
 
 // The golden model with bfloat16 / float16 activations, weights and cached keys and values. No
