@@ -1,9 +1,10 @@
 // The GPU sliding chunk attention and adaptive working memory against their CPU definitions, on
 // fresh random inputs: prefill with and without a cached window, multi-token tails, single-token
 // steps, both attention patterns, segments, head dims that are not multiples of the tiles, value
-// head dims from 33 to 2048. Outputs are poisoned with NaN before each run, so an element a
-// kernel leaves unwritten fails. The metric is the golden README's, max|gpu − ref| / max|ref|,
-// and a NaN fails.
+// head dims from 5 to 2048. Outputs are poisoned with NaN before each run, so an element a
+// kernel leaves unwritten fails; the attention output also has NaN guards on both sides, so a
+// store past its ends fails. The metric is the golden README's, max|gpu − ref| / max|ref|, and a
+// NaN fails.
 //   float32: within 1e-4 of the CPU path in float32.
 //   bfloat16/float16 storage: outputs within twice the error that the CPU path makes (computed in
 //     float32 on the same 16-bit inputs, rounded to 16 bits once) against float64. The working
@@ -68,7 +69,8 @@ void check_log_norm(const Tensor<float>& gpu, const Tensor<float>& cpu_float) {
 struct ScaCase {
   std::int64_t B, H, L, dk, dv, C, start;
   AttentionPattern pattern;
-  bool segments;
+  double documents;         // documents per batch row over window ++ call; 0 = no segments
+  bool misaligned = false;  // q, k, v and the window one element past a 16-byte boundary
 };
 
 struct ScaInputs {
@@ -91,8 +93,8 @@ ScaInputs sca_inputs(const ScaCase& c, std::uint64_t seed) {
     in.window_key = rounded<T>(r.normal({c.B, in.Lk, c.H, c.dk}, 0, scale));
     in.window_value = rounded<T>(r.normal({c.B, in.Lk, c.H, c.dv}));
   }
-  if (c.segments) {
-    const Tensor<std::int64_t> ids = r.documents(c.B, in.Lk + c.L, 3, 3);
+  if (c.documents > 0) {
+    const Tensor<std::int64_t> ids = r.documents(c.B, in.Lk + c.L, c.documents, c.documents);
     in.window_seg = columns(ids, 0, in.Lk);
     in.seg = columns(ids, in.Lk, c.L);
   }
@@ -108,24 +110,56 @@ Tensor<F> sca_cpu(const ScaCase& c, const ScaInputs& in) {
                                          c.start, c.pattern);
 }
 
+// A device copy of `host` (none when empty) that starts `offset` elements into its buffer.
+template <class T>
+struct OffsetBuffer {
+  gpu::DeviceBuffer<T> buffer;
+  TensorView<const T> view;
+};
+
+template <class T>
+OffsetBuffer<T> upload_at(const Tensor<T>& host, std::int64_t offset, cudaStream_t stream) {
+  if (host.empty()) return {};
+  Tensor<T> padded(Shape{host.size() + offset});
+  std::memcpy(padded.data() + offset, host.data(), std::size_t(host.size()) * sizeof(T));
+  OffsetBuffer<T> out{gpu::DeviceBuffer<T>(padded, stream), {}};
+  out.view = TensorView<const T>(out.buffer.data() + offset, host.shape(), Space::Device);
+  return out;
+}
+
+// Elements of NaN kept on both sides of y: a store past either end of y fails the test.
+constexpr std::int64_t kGuard = 256;
+
 template <class T>
 Tensor<T> sca_gpu(const ScaCase& c, const ScaInputs& in, const CudaExecutor& exec) {
   const cudaStream_t s = exec.stream();
-  const gpu::DeviceBuffer<T> q(convert<T>(in.q), s), k(convert<T>(in.k), s), v(convert<T>(in.v), s);
-  const auto wk = upload_or_none(convert<T>(in.window_key), s), wv = upload_or_none(convert<T>(in.window_value), s);
+  const std::int64_t offset = c.misaligned ? 1 : 0;
+  const auto q = upload_at(convert<T>(in.q), offset, s), k = upload_at(convert<T>(in.k), offset, s),
+             v = upload_at(convert<T>(in.v), offset, s);
+  const auto wk = upload_at(convert<T>(in.window_key), offset, s),
+             wv = upload_at(convert<T>(in.window_value), offset, s);
   const auto seg = upload_or_none(in.seg, s), wseg = upload_or_none(in.window_seg, s);
-  gpu::DeviceBuffer<T> y(poisoned<T>({c.B, c.L, c.H * c.dv}), s);
-  gpu::sliding_chunk_attention<T>(q.view(), k.view(), v.view(), {view_or_none(wk), view_or_none(wv)},
-                                  view_or_none(seg), view_or_none(wseg), c.C, c.start, c.pattern,
-                                  y.view(), exec);
-  return y.to_host(s);
+  const Shape y_shape{c.B, c.L, c.H * c.dv};
+  gpu::DeviceBuffer<T> y_guarded(poisoned<T>({y_shape.numel() + 2 * kGuard}), s);
+  const TensorView<T> y(y_guarded.data() + kGuard, y_shape, Space::Device);
+  gpu::sliding_chunk_attention<T>(q.view, k.view, v.view, {wk.view, wv.view}, view_or_none(seg),
+                                  view_or_none(wseg), c.C, c.start, c.pattern, y, exec);
+  const Tensor<T> all = y_guarded.to_host(s);
+  std::int64_t guard_writes = 0;
+  for (std::int64_t i = 0; i < kGuard; ++i)
+    guard_writes += !std::isnan(convert_value<float>(all[i])) +
+                    !std::isnan(convert_value<float>(all[all.size() - 1 - i]));
+  CHECK_MESSAGE(guard_writes == 0, "elements written outside y: ", guard_writes);
+  Tensor<T> out(y_shape);
+  std::memcpy(out.data(), all.data() + kGuard, std::size_t(y_shape.numel()) * sizeof(T));
+  return out;
 }
 
 template <class T>
 void check_sca(const ScaCase& c, std::uint64_t seed, const CudaExecutor& exec) {
   INFO("B = ", c.B, ", H = ", c.H, ", L = ", c.L, ", dk = ", c.dk, ", dv = ", c.dv, ", C = ", c.C,
-       ", start = ", c.start, ", ", std::string(cpu::detail::pattern_name(c.pattern)), ", segments ",
-       c.segments);
+       ", start = ", c.start, ", ", std::string(cpu::detail::pattern_name(c.pattern)),
+       ", documents ", c.documents, c.misaligned ? ", misaligned" : "");
   const ScaInputs in = sca_inputs<T>(c, seed);
   const Tensor<T> y = sca_gpu<T>(c, in, exec);
   Tensor<double> y_double;
@@ -136,18 +170,32 @@ void check_sca(const ScaCase& c, std::uint64_t seed, const CudaExecutor& exec) {
 constexpr AttentionPattern kSliding = AttentionPattern::SlidingChunks;
 constexpr AttentionPattern kBlock = AttentionPattern::BlockDiagonal;
 
-// Query tiles of 64 and key blocks of 32/64 against chunks of 16 to 64: tiles that straddle
-// chunk boundaries, windows that start mid-block, key blocks fully masked by documents.
+// Query tiles of 64 and key blocks of 32/64 against chunks of 1 to 100: tiles that straddle
+// chunk boundaries, chunks that span several tiles, windows that start mid-block, key blocks
+// fully masked by documents (skipped), head dims that are not multiples of 16 (odd too), value
+// head dims of several d_v tiles (128 in 16 bits, 64 in float), steps and tails with and without
+// a window, inputs whose alignment forbids 16-byte loads.
 const std::vector<ScaCase> kScaCases = {
-    {2, 2, 64, 64, 64, 32, 0, kSliding, false},      // prefill of a fresh stream
-    {1, 3, 96, 36, 72, 48, 96, kSliding, true},      // prefill after a window; dk % 8 != 0
-    {2, 1, 7, 64, 33, 16, 32, kSliding, true},       // tail of 7 tokens; odd dv
-    {2, 2, 1, 32, 64, 16, 93, kSliding, true},       // one-token step, window of C + 13
-    {1, 2, 192, 64, 128, 48, 0, kSliding, true},     // three query tiles, many documents
-    {1, 2, 128, 128, 512, 64, 64, kSliding, true},   // large value head dim
-    {1, 2, 3, 256, 2048, 16, 32, kSliding, false},   // the 7B head dims, short tail
-    {2, 2, 66, 48, 40, 33, 0, kBlock, true},         // block diagonal, odd chunk
-    {1, 2, 9, 64, 64, 32, 101, kBlock, false},       // block-diagonal tail inside a chunk
+    {2, 2, 64, 64, 64, 32, 0, kSliding, 0},           // prefill of a fresh stream
+    {1, 3, 96, 36, 72, 48, 96, kSliding, 3},          // prefill after a window; dk % 8 != 0
+    {2, 3, 50, 37, 45, 25, 25, kSliding, 3},          // odd dk and dv, chunk of 25
+    {2, 1, 7, 64, 33, 16, 32, kSliding, 3},           // tail of 7 tokens; odd dv
+    {1, 2, 5, 16, 24, 32, 0, kSliding, 0},            // tail of a fresh stream: Lk = 0
+    {2, 2, 1, 32, 64, 16, 93, kSliding, 3},           // one-token step, window of C + 13
+    {2, 2, 1, 3, 5, 32, 70, kSliding, 2},             // one-token step, tiny odd head dims
+    {1, 1, 1, 8, 8, 16, 0, kSliding, 0},              // the first token of a stream
+    {1, 2, 192, 64, 128, 48, 0, kSliding, 3},         // three query tiles
+    {2, 2, 128, 64, 64, 32, 64, kSliding, 24},        // many documents: skipped key blocks
+    {1, 1, 200, 64, 200, 100, 100, kSliding, 4},      // chunks across query tiles; dv 200
+    {1, 2, 128, 128, 512, 64, 64, kSliding, 3},       // large value head dim
+    {1, 2, 3, 256, 2048, 16, 32, kSliding, 0},        // the 7B head dims, short tail
+    {2, 2, 66, 48, 40, 33, 0, kBlock, 3},             // block diagonal, odd chunk
+    {1, 2, 9, 64, 64, 32, 101, kBlock, 0},            // block-diagonal tail inside a chunk
+    {2, 2, 1, 64, 160, 32, 77, kBlock, 3},            // block-diagonal step, window of 13
+    {1, 2, 1, 32, 32, 32, 64, kBlock, 0},             // block-diagonal step at a chunk start
+    {1, 2, 256, 64, 200, 64, 128, kBlock, 16},        // block-diagonal prefill, many documents
+    {2, 2, 40, 64, 136, 48, 96, kSliding, 3, true},   // misaligned inputs: element-wise loads
+    {1, 2, 1, 64, 64, 32, 45, kBlock, 0, true},       // misaligned window, block diagonal
 };
 
 template <class T>
@@ -319,13 +367,13 @@ TEST_CASE("cuda attention ops: a stream of their own") {
   cudaStream_t stream = nullptr;
   REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
   const CudaExecutor exec(stream);
-  check_sca<bfloat16>({2, 2, 64, 64, 96, 32, 32, kSliding, true}, 700, exec);
+  check_sca<bfloat16>({2, 2, 64, 64, 96, 32, 32, kSliding, 3}, 700, exec);
   check_awm<bfloat16>({2, 2, 64, 96, 32, 64, 32, true, true}, 701, exec);
   CHECK(cudaStreamDestroy(stream) == cudaSuccess);
 }
 
 TEST_CASE("cuda attention ops: bad inputs are refused") {
-  const ScaCase sc{1, 1, 4, 8, 8, 16, 32, kSliding, false};
+  const ScaCase sc{1, 1, 4, 8, 8, 16, 32, kSliding, 0};
   const ScaInputs in = sca_inputs<float>(sc, 800);
   const gpu::DeviceBuffer<float> q(in.q), k(in.k), v(in.v);
   gpu::DeviceBuffer<float> y(Shape{1, 4, 8});
@@ -340,6 +388,10 @@ TEST_CASE("cuda attention ops: bad inputs are refused") {
                        "cuda::sliding_chunk_attention: q of shape [1, 4, 1, 8] is in host memory, "
                        "expected device memory",
                        gecko::Error);
+  const gpu::DeviceBuffer<std::int64_t> ids(Tensor<std::int64_t>(Shape{1, 4}, 0));
+  CHECK_THROWS_WITH_AS(gpu::sliding_chunk_attention<float>(q.view(), k.view(), v.view(), {}, {}, ids.view(),
+                                                            16, 0, kSliding, y.view(), nullptr),
+                       doctest::Contains("window_seg is given without seg"), gecko::Error);
 
   // dk = 320 is beyond the kernel's feature registers.
   const gpu::DeviceBuffer<float> aq(Shape{1, 2, 320}), av(Shape{1, 2, 8});

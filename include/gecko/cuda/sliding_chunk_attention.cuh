@@ -24,7 +24,11 @@
 //   Precision: 16-bit inputs give exact products for S. P is split into hi = rnd_T(P) and
 //   lo = rnd_T(P − hi), both multiplied by V, so P keeps about 16 bits and the output error stays
 //   that of the final rounding; a single rnd_T(P), as the reference does (§10.5), measured 1.1–1.8×
-//   the CPU path's error in a CPU simulation of these numerics. float inputs use 3xTF32 (mma.cuh).
+//   the CPU path's error in a CPU simulation of these numerics. float16 has 5 exponent bits: lo
+//   (about P·2⁻¹¹) would fall among its subnormals for P < 1/8 and lose its bits (1.14× the CPU
+//   path's error for diffuse rows of 4096 keys in that simulation), so there P is split as
+//   P·2¹⁵ (≤ 32768, below the float16 maximum) and O is scaled back by 2⁻¹⁵, exactly, in float32.
+//   float inputs use 3xTF32 (mma.cuh).
 //
 // Bound: tensor-core FLOP/s, counted as 2·MACs of the defining algorithm, Σ_t |K(t)|·(dk + dv)
 // MACs per (b, h). Per visible (query, key) pair the 16-bit kernels issue dk·(1 + n) MACs of
@@ -75,6 +79,9 @@ struct ScaTile {
   static constexpr int kKeys = kHalf ? 64 : 32;            // keys per block
   static constexpr int kValueCols = kHalf ? 128 : 64;      // DV: value columns per CTA
   static constexpr int kPad = 16 / int(sizeof(Elem));      // row padding against bank conflicts
+  // P is split as P·kPScale (a power of two; P ≤ 1), O scaled back once: keeps the float16 lo
+  // part out of the subnormals.
+  static constexpr float kPScale = std::is_same_v<T, float16> ? 32768.f : 1.f;
   static_assert(kKeys % 32 == 0 && kKeys % Mma::kK == 0, "a key block is whole lanes and k-steps");
   static_assert(kValueCols % 16 == 0, "value tiles are whole 16-column fragments");
 };
@@ -271,9 +278,10 @@ __global__ void __launch_bounds__(ScaTile<T>::kThreads) sca_kernel(const __grid_
           } else {
             const float prob = vis ? expf(x - row_lse[r]) : 0.f;
             if constexpr (Tile::kHalf) {
-              const Elem hi = elem_from_float<Elem>(prob);
+              const float scaled = prob * Tile::kPScale;
+              const Elem hi = elem_from_float<Elem>(scaled);
               p_hi[(16 * warp + r) * lay.ldp + c] = hi;
-              p_lo[(16 * warp + r) * lay.ldp + c] = elem_from_float<Elem>(prob - elem_to_float(hi));
+              p_lo[(16 * warp + r) * lay.ldp + c] = elem_from_float<Elem>(scaled - elem_to_float(hi));
             } else {
               strip[r * lay.lds + c] = prob;  // float: P overwrites S in place
             }
@@ -322,6 +330,7 @@ __global__ void __launch_bounds__(ScaTile<T>::kThreads) sca_kernel(const __grid_
   } else {
     // Each 16 × 16 output fragment goes through the warp's strip to rounded stores.
     const std::int64_t row_stride = std::int64_t(p.H) * p.dv;
+    constexpr float kUnscale = 1.f / Tile::kPScale;  // a power of two: exact
 #pragma unroll
     for (int n = 0; n < DV / 16; ++n) {
       wmma::store_matrix_sync(strip, acc[n], lay.lds, wmma::mem_row_major);
@@ -330,7 +339,7 @@ __global__ void __launch_bounds__(ScaTile<T>::kThreads) sca_kernel(const __grid_
         const int r = e / 16, col = v0 + 16 * n + e % 16, i = q0 + 16 * warp + r;
         if (i < L && col < p.dv)
           p.y[(std::int64_t(b) * L + i) * row_stride + std::int64_t(h) * p.dv + col] =
-              T(strip[r * lay.lds + e % 16]);
+              T(strip[r * lay.lds + e % 16] * kUnscale);
       }
       __syncwarp();
     }
