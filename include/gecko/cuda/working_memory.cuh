@@ -16,10 +16,11 @@
 // shared memory, float32, for the whole call, walking the chunks in order:
 //   * read: per tile of 32 tokens, φ = softmax(aq) into shared memory, o = φ M on the tensor
 //     cores, rows of another document zeroed, rounded stores;
-//   * absorb: ℓ per feature (one thread per feature, online log-sum-exp over the chunk's
-//     admitted tokens), ρ and Λ; then per tile of 32 tokens ψ and ωᵀ, R = V − ψ M (accumulator
-//     seeded with V), U += Ω R with U (dk × 64) in register fragments across the whole chunk;
-//     finally M += diag(ρ)(U − M) through a per-warp staging tile.
+//   * absorb: ℓ per feature (online log-sum-exp over the chunk's admitted tokens, each warp
+//     taking every eighth token, the warps' partials merged per feature), ρ and Λ; then per
+//     tile of 32 tokens ψ and ωᵀ, R = V − ψ M (accumulator seeded with V), U += Ω R with U
+//     (dk × 64) in register fragments across the whole chunk; finally M += diag(ρ)(U − M)
+//     through a per-warp staging tile.
 // Reads of chunk c use M before chunk c − 1 is absorbed, as the CPU op does. Every product uses
 // 3xTF32 (mma.cuh) whatever T: the operands φ, ψ, ω, R and M are float, and rounding them to
 // 16 bits measured up to 2.4× the CPU path's output error in a CPU simulation of these numerics.
@@ -36,6 +37,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 
@@ -79,6 +81,7 @@ struct AwmTile {
                 "the read and residual products give every warp one 16 × 16 fragment");
   static_assert(kMaxDk % (16 * kWarps) == 0 && kMaxDk % 32 == 0,
                 "U row blocks spread evenly over the warps; a feature row spreads over the lanes");
+  static_assert(kWarps <= kTokens, "the per-warp partials of ℓ fit in a token tile");
 };
 
 struct AwmSmem {
@@ -129,6 +132,19 @@ __device__ __forceinline__ float logaddexp(float a, float b) {
   const float hi = fmaxf(a, b), lo = fminf(a, b);
   if (hi == -INFINITY) return hi;
   return hi + log1pf(expf(lo - hi));
+}
+
+// Online log-sum-exp of single terms, one exponential each: (m, s) stands for s·e^m and takes
+// in e^x (x = −inf adds nothing; (−inf, 0) is empty).
+__device__ __forceinline__ void lse_add(float& m, float& s, float x) {
+  if (x == -INFINITY) return;
+  const float e = expf(-fabsf(x - m));  // e^(min − max); 0 while empty
+  if (x > m) {
+    s = s * e + 1.f;
+    m = x;
+  } else {
+    s += e;
+  }
 }
 
 // One CTA: batch row b, head h, memory columns [col0, col0 + 64).
@@ -266,12 +282,33 @@ struct AwmBlock {
     if (reset)
       for (int e = int(threadIdx.x); e < dkp * DV; e += kThreads) mem[(e / DV) * lay.ldm + e % DV] = 0.f;
 
-    // ℓ[s] = log Σ_{admitted t} exp(κ_t[s]);  Λ' = logaddexp(Λ, ℓ);  ρ = exp(ℓ − Λ')
+    // ℓ[s] = log Σ_{admitted t} exp(κ_t[s]): warp w folds tokens w, w + 8, … into per-lane
+    // partial sums (coalesced key rows, eight independent features per lane), which meet in the
+    // a (maxima) and w (sums) tiles, free until the token loop below.
+    {
+      float pm[kPerLane], ps[kPerLane];
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j) pm[j] = -INFINITY, ps[j] = 0.f;
+      for (int t = warp; t < C; t += Tile::kWarps) {
+        if (segmented && segment(x0 + t) != chunk_doc) continue;  // warp-uniform
+        float kappa[kPerLane];
+        load_features(key_row(x0 + t), kappa);
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) lse_add(pm[j], ps[j], kappa[j]);
+      }
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j) {
+        const int s = lane + 32 * j;
+        if (s < dkp) a[warp * lay.lda + s] = pm[j], w[warp * lay.lda + s] = ps[j];
+      }
+    }
+    __syncthreads();
+
+    // Λ' = logaddexp(Λ, ℓ);  ρ = exp(ℓ − Λ')
     for (int s = int(threadIdx.x); s < dkp; s += kThreads) {
       if (s < p.dk) {
         float m = -INFINITY, sum = 0.f;
-        for (int t = 0; t < C; ++t)
-          if (!segmented || segment(x0 + t) == chunk_doc) lse_merge(m, sum, float(key_row(x0 + t)[s]), 1.f);
+        for (int i = 0; i < Tile::kWarps; ++i) lse_merge(m, sum, a[i * lay.lda + s], w[i * lay.lda + s]);
         const float l = m + logf(sum);  // the chunk's last token is admitted: sum ≥ 1
         const float total = logaddexp(reset ? -INFINITY : lam[s], l);
         ell[s] = l;
@@ -541,8 +578,11 @@ void working_memory(TensorView<const T> aq, TensorView<const T> ak, TensorView<c
           " outside [1, ", Tile::kMaxDk, "] (AwmTile::kMaxDk bounds the kernel's per-lane feature ",
           "registers and its update fragments)");
   require(dv >= 1, op, ": value head dim dv must be positive, got ", dv);
-  require(W <= INT_MAX && C <= INT_MAX && dv <= INT_MAX - Tile::kCols && B * H <= INT_MAX, op,
-          ": sizes beyond the kernel's 32-bit indexing");
+  // The kernel counts in int: tokens of window ++ call, elements of a CTA's output or key-window
+  // share (W·64, W·dk), columns, (b, h) pairs; global offsets are 64-bit.
+  require(W * std::max<std::int64_t>(dk, Tile::kCols) <= INT_MAX && C <= INT_MAX &&
+              dv <= INT_MAX - Tile::kCols && B * H <= INT_MAX,
+          op, ": sizes beyond the kernel's 32-bit indexing");
   const std::int64_t col_tiles = (dv + Tile::kCols - 1) / Tile::kCols;
   require(col_tiles <= 65535, op, ": ", col_tiles, " column tiles exceed the grid limit 65535");
 
