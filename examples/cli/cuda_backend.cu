@@ -46,6 +46,8 @@ class Backend final : public CudaModel {
     require(!tokens.empty() && tokens.rank() == 2, "forward: tokens must have shape (B, L), got ",
             tokens.shape().str());
     const Shape shape{tokens.dim(0), tokens.dim(1), model_.config().output_dim()};
+    // Growing the buffer drops the previous piece's logits, and a refused piece writes none.
+    last_ = Shape{};
     const TensorView<float> logits = logits_.take(shape, false, model_.stream());
     model_.forward(tokens, state_, multi_segments, logits);
     last_ = shape;
@@ -56,7 +58,7 @@ class Backend final : public CudaModel {
   }
 
   Tensor<float> logits() override {
-    require(last_.rank == 3, "logits: no piece has run yet");
+    require(last_.rank == 3, "logits: no piece has run yet, or the last one was refused");
     const TensorView<float> view = logits_.take(last_, false, model_.stream());
     Tensor<float> host(last_);
     cuda::check(cudaMemcpyAsync(host.data(), view.data, std::size_t(host.size()) * sizeof(float),
