@@ -183,6 +183,7 @@ const std::vector<ScaCase> kScaCases = {
     {1, 2, 5, 16, 24, 32, 0, kSliding, 0},            // tail of a fresh stream: Lk = 0
     {2, 2, 1, 32, 64, 16, 93, kSliding, 3},           // one-token step, window of C + 13
     {2, 2, 1, 3, 5, 32, 70, kSliding, 2},             // one-token step, tiny odd head dims
+    {1, 2, 1, 16, 64, 1024, 3071, kSliding, 0},       // a step over 2047 cached keys: diffuse P
     {1, 1, 1, 8, 8, 16, 0, kSliding, 0},              // the first token of a stream
     {1, 2, 192, 64, 128, 48, 0, kSliding, 3},         // three query tiles
     {2, 2, 128, 64, 64, 32, 64, kSliding, 24},        // many documents: skipped key blocks
