@@ -320,7 +320,8 @@ struct LayerState {
   LayerDims dims;
   NormState norm;               // input norm
   DeviceBuffer<float> cema_h;   // (B, D, N, 2) complex float32
-  Window<T> key, value;         // (B, Lk, H, dk) after RoPE, (B, Lk, H, dv); 2C tokens each
+  Window<T> key, value;         // (B, Lk, H, dk) after RoPE, (B, Lk, H, dv); 2C tokens each (C for
+                                //   a window of the current chunk alone)
   Window<T> memory_key;         // (B, H, Lk, dk) raw ak (working memory only)
   DeviceBuffer<float> memory;   // (B, H, dk, dv) (working memory only)
   DeviceBuffer<float> log_norm; // (B, H, dk)
