@@ -99,7 +99,8 @@ TEST_CASE("streaming: feed's cuts, document ids, window lengths and segment book
   CHECK(model::window_length_after(16, 5, 21, 16) == 21);   // a tail appends
   CHECK(model::window_length_after(16, 1, 17, 16) == 17);   // a step appends
   CHECK(model::window_length_after(31, 1, 32, 16) == 16);   // a boundary cuts to the last chunk
-  CHECK(model::joined_window_length(31, 1, 16) == 32);      // ... after the call joined 2C tokens
+  CHECK(cpu::attention_window_length(31, 1, 16, cpu::AttentionPattern::SlidingChunks) == 32);  // ... of 2C joined
+  CHECK(cpu::attention_window_length(13, 5, 16, cpu::AttentionPattern::BlockDiagonal) == 2);   // the partial chunk
 
   Tensor<std::int64_t> tokens({2, 4});
   const std::int64_t rows[2][4] = {{1, 5, 1, 1}, {7, 7, 1, 7}};

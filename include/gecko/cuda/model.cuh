@@ -408,22 +408,12 @@ class Mega {
  public:
   using HostT = accum_t<T>;
 
-  // Checks the parameters as layers::Mega does; uploads them (converted to T), the CEMA
+  // Checks the parameters (layers::check_mega_parameters); uploads them (converted to T), the CEMA
   // coefficients and the rows Γ = (1 + gamma)/√dk, β (float32).
   Mega(const model::Config& config, const layers::MegaParams<float>& p, cudaStream_t stream) : c_(config) {
     check_gpu_type<T>();
     c_.validate();
-    require(!Policy::requires_two_hop_residual || c_.two_hop_residual,
-            "config: two_hop_residual = false is invalid for this variant: its FFN adds back the "
-            "block input (set two_hop_residual = true)");
-    require(p.rmsnorm_weight.empty() != c_.norm_affine,
-            "mega: rmsnorm.weight must be given exactly when norm_affine is set");
-    require(p.cema.omega.empty() != Policy::cema::learned_residual,
-            "mega: cema.omega must be given exactly when the variant learns the CEMA residual weight");
-    layers::visit_mega_parameters<Policy>(p, c_, [](const std::string& name, const auto& t, const Shape& shape) {
-      require(!t.empty(), "mega: parameter ", name, " is missing (expected shape ", shape.str(), ")");
-      check_shape("mega", name, t.shape(), shape);
-    });
+    layers::check_mega_parameters<Policy>(c_, p);
     priors_ = {p.timenorm.prior_count[0], p.timenorm.prior_mean, p.timenorm.prior_var};
     tsn_weight_ = detail::upload<T>(p.timenorm.weight, stream);
     tsn_bias_ = detail::upload<T>(p.timenorm.bias, stream);
@@ -471,7 +461,7 @@ class Mega {
     check(cudaMemsetAsync(s.cema_h.data(), 0, std::size_t(s.cema_h.size()) * sizeof(float), stream),
           "cuda::Mega: zeroing the CEMA state");
     // window ++ call never exceeds 2C tokens; C − 1 where the window is the current chunk only
-    const std::int64_t tokens = kWindowKeepsPreviousChunk ? 2 * d.C : d.C;
+    const std::int64_t tokens = Policy::window_keeps_previous_chunk ? 2 * d.C : d.C;
     s.key.allocate(B * tokens * d.H * d.dk);
     s.value.allocate(B * tokens * d.H * d.dv);
     if (d.memory) {
@@ -506,7 +496,7 @@ class Mega {
       check_shape(op, "cema_h", host.cema_h.shape(), Shape{B, d.D, d.N, 2});
       detail::copy_to_device(s.cema_h.data(), host.cema_h, stream, op);
     }
-    const std::int64_t Lk = host.window.length(), most = kWindowKeepsPreviousChunk ? 2 * d.C - 1 : d.C - 1;
+    const std::int64_t Lk = host.window.length(), most = Policy::window_keeps_previous_chunk ? 2 * d.C - 1 : d.C - 1;
     require(Lk <= most, op, ": a window of ", Lk, " tokens is longer than the ", most,
             " tokens the cache ever holds");
     if (Lk > 0) {
@@ -586,7 +576,8 @@ class Mega {
     attend(q, k, v4, in, state, rt, s);
 
     // 11-12: working memory, and o = s ⊙ silu(r) (+ a): only the attention output is gated
-    const std::int64_t keep_call = model::joined_window_length(Lk, L, C);  // window ++ call, before the cut
+    // window ++ call as the attention returns it, before the cut at a chunk boundary
+    const std::int64_t keep_call = cpu::attention_window_length(Lk, L, C, cpu::AttentionPattern::SlidingChunks);
     if constexpr (Policy::memory::enabled) {
       const TensorView<T> a = take(ws.a, {B, L, E});
       WorkingMemoryState<T> memory{Lk > 0 ? state.memory_key_view() : TensorView<const T>{}, state.memory.view(),
@@ -611,12 +602,6 @@ class Mega {
   }
 
  private:
-  // Whether the cached window keeps the last complete chunk (sliding attention reads it, the
-  // working memory absorbs it) or only the current partial chunk (block-diagonal alone), as in
-  // layers::Mega.
-  static constexpr bool kWindowKeepsPreviousChunk =
-      Policy::attention::pattern == cpu::AttentionPattern::SlidingChunks || Policy::memory::enabled;
-
   // Step 10: s = attention of q over the keys of [window ++ call] the pattern lets it see. The
   // block-diagonal pattern sees the current chunk only: the window's last start mod C tokens,
   // copied out (with their document ids) when the window also holds the previous chunk.
@@ -629,7 +614,7 @@ class Mega {
     TensorView<const std::int64_t> window_seg{};
     if (Lk > 0) window = {state.key_view(), state.value_view()}, window_seg = in.window_seg;
     constexpr auto pattern = Policy::attention::pattern;
-    if constexpr (pattern == cpu::AttentionPattern::BlockDiagonal && kWindowKeepsPreviousChunk) {
+    if constexpr (pattern == cpu::AttentionPattern::BlockDiagonal && Policy::window_keeps_previous_chunk) {
       const std::int64_t own = start % C;  // the current chunk's tokens before the call
       if (own < Lk) {
         Scratch<T>& ws = rt.scratch;
@@ -660,8 +645,9 @@ class Mega {
                       std::int64_t keep_call, cudaStream_t stream) const {
     const LayerDims& d = state.dims;
     const std::int64_t end = state.kv_count + L, Lk = state.window;
-    const std::int64_t keep = kWindowKeepsPreviousChunk ? model::window_length_after(Lk, L, end, d.C)  // <= keep_call
-                                                        : (Lk + L) % d.C;
+    const std::int64_t keep =
+        Policy::window_keeps_previous_chunk ? model::window_length_after(Lk, L, end, d.C)  // <= keep_call
+                                  : cpu::attention_window_length(Lk, L, d.C, cpu::AttentionPattern::BlockDiagonal);
     detail::keep_last_rows(state.key.back(), state.key.front(), Lk, k.data, L, keep, d.H * d.dk, d.B, stream);
     detail::keep_last_rows(state.value.back(), state.value.front(), Lk, v.data, L, keep, d.H * d.dv, d.B, stream);
     state.key.flip();
@@ -695,14 +681,7 @@ class Block {
       : mega_(config, p.mega, stream) {
     const model::Config& c = mega_.config();
     const cpu::FeedForwardParams<float>& f = p.nffn;
-    require(f.norm_weight.empty() != c.norm_affine && f.norm_bias.empty() != c.norm_affine,
-            "block: nffn.norm.weight/bias must be given exactly when norm_affine is set");
-    require(f.fc3.empty() != c.swiglu, "block: nffn.fc3.weight must be given exactly when swiglu is set");
-    require(f.alpha.empty() != c.rescale_nffn, "block: nffn.alpha must be given exactly when rescale_nffn is set");
-    layers::visit_ffn_parameters(f, c, [](const std::string& name, const Tensor<float>& t, const Shape& shape) {
-      require(!t.empty(), "block: parameter ", name, " is missing (expected shape ", shape.str(), ")");
-      check_shape("block", name, t.shape(), shape);
-    });
+    layers::check_ffn_parameters(c, f);
     norm_weight_ = detail::upload<T>(f.norm_weight, stream);
     norm_bias_ = detail::upload<T>(f.norm_bias, stream);
     fc1_ = detail::upload<T>(f.fc1, stream);

@@ -33,6 +33,20 @@ void visit_ffn_parameters(Params& p, const model::Config& c, F&& f) {
   if (c.rescale_nffn) f(std::string("nffn.alpha"), p.alpha, Shape{D});
 }
 
+// Checks the feed-forward parameters against the configuration, as check_mega_parameters does
+// the MEGA layer's. Shared by layers::Block and cuda::Block.
+template <class X>
+void check_ffn_parameters(const model::Config& c, const cpu::FeedForwardParams<X>& p) {
+  require(p.norm_weight.empty() != c.norm_affine && p.norm_bias.empty() != c.norm_affine,
+          "block: nffn.norm.weight/bias must be given exactly when norm_affine is set");
+  require(p.fc3.empty() != c.swiglu, "block: nffn.fc3.weight must be given exactly when swiglu is set");
+  require(p.alpha.empty() != c.rescale_nffn, "block: nffn.alpha must be given exactly when rescale_nffn is set");
+  visit_ffn_parameters(p, c, [](const std::string& name, const Tensor<X>& t, const Shape& shape) {
+    require(!t.empty(), "block: parameter ", name, " is missing (expected shape ", shape.str(), ")");
+    check_shape("block", name, t.shape(), shape);
+  });
+}
+
 // Every tensor of a block, named as in the reference's state_dict relative to the block
 // ("mega.wv.weight", "nffn.fc1.weight", ...); f(name, tensor, expected shape).
 template <class Policy, class Params, class F>
@@ -49,15 +63,7 @@ class Block {
   Block(const model::Config& config, BlockParams<T> params)
       : mega_(config, std::move(params.mega)), nffn_(std::move(params.nffn)) {
     const model::Config& c = mega_.config();
-    // The optional parts must match the flags, so that no tensor is silently ignored.
-    require(nffn_.norm_weight.empty() != c.norm_affine && nffn_.norm_bias.empty() != c.norm_affine,
-            "block: nffn.norm.weight/bias must be given exactly when norm_affine is set");
-    require(nffn_.fc3.empty() != c.swiglu, "block: nffn.fc3.weight must be given exactly when swiglu is set");
-    require(nffn_.alpha.empty() != c.rescale_nffn,
-            "block: nffn.alpha must be given exactly when rescale_nffn is set");
-    visit_ffn_parameters(nffn_, c, [](const std::string& name, const Tensor<T>& t, const Shape& shape) {
-      check_shape("block", name, t.shape(), shape);
-    });
+    check_ffn_parameters(c, nffn_);
     nffn_.groups = c.layernorm_num_groups;
     nffn_.eps = c.norm_eps;
   }

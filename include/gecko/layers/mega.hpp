@@ -72,6 +72,24 @@ void visit_mega_parameters(Params& p, const model::Config& c, F&& f) {
   f(std::string("beta"), p.beta, Shape{Policy::z_rows::count, S});
 }
 
+// Checks a MEGA layer's parameters against the configuration and the policy: every tensor they
+// call for is present with its shape, and no optional one is given that they do not call for, so
+// that none is silently ignored. Shared by layers::Mega and cuda::Mega.
+template <class Policy, class X>
+void check_mega_parameters(const model::Config& c, const MegaParams<X>& p) {
+  require(!Policy::requires_two_hop_residual || c.two_hop_residual,
+          "config: two_hop_residual = false is invalid for this variant: its FFN adds back the "
+          "block input (set two_hop_residual = true)");
+  require(p.rmsnorm_weight.empty() != c.norm_affine,
+          "mega: rmsnorm.weight must be given exactly when norm_affine is set");
+  require(p.cema.omega.empty() != Policy::cema::learned_residual,
+          "mega: cema.omega must be given exactly when the variant learns the CEMA residual weight");
+  visit_mega_parameters<Policy>(p, c, [](const std::string& name, const auto& t, const Shape& shape) {
+    require(!t.empty(), "mega: parameter ", name, " is missing (expected shape ", shape.str(), ")");
+    check_shape("mega", name, t.shape(), shape);
+  });
+}
+
 // Intermediate activations of one call (the golden mega_fresh file's aux.* tensors), for debugging.
 template <class T>
 struct MegaTrace {
@@ -94,18 +112,7 @@ class Mega {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "the CPU layers compute in float or double");
     c_.validate();
-    require(!Policy::requires_two_hop_residual || c_.two_hop_residual,
-            "config: two_hop_residual = false is invalid for this variant: its FFN adds back the "
-            "block input (set two_hop_residual = true)");
-    // The optional parts must match the flags and the policy, so that no tensor is silently ignored.
-    require(p_.rmsnorm_weight.empty() != c_.norm_affine,
-            "mega: rmsnorm.weight must be given exactly when norm_affine is set");
-    require(p_.cema.omega.empty() != Policy::cema::learned_residual,
-            "mega: cema.omega must be given exactly when the variant learns the CEMA residual weight");
-    visit_mega_parameters<Policy>(p_, c_, [](const std::string& name, const auto& t, const Shape& shape) {
-      require(!t.empty(), "mega: parameter ", name, " is missing (expected shape ", shape.str(), ")");
-      check_shape("mega", name, t.shape(), shape);
-    });
+    check_mega_parameters<Policy>(c_, p_);
     p_.timenorm.groups = c_.timenorm_num_groups;
     p_.timenorm.beta1 = c_.timenorm_beta1;
     p_.timenorm.beta2 = c_.timenorm_beta2;

@@ -99,9 +99,6 @@ inline void document_ids(const Tensor<std::int64_t>& tokens, std::int64_t bos_id
 // its last C tokens when the call ends on a chunk boundary. At most 2C − 1. The window of a layer
 // whose policy keeps only the current chunk (window_keeps_previous_chunk false) is the
 // attention's own, cpu::attention_window_length with BlockDiagonal.
-inline std::int64_t joined_window_length(std::int64_t Lk, std::int64_t L, std::int64_t C) {
-  return cpu::attention_window_length(Lk, L, C, cpu::AttentionPattern::SlidingChunks);
-}
 inline std::int64_t window_length_after(std::int64_t Lk, std::int64_t L, std::int64_t end, std::int64_t C) {
   const std::int64_t joined = cpu::attention_window_length(Lk, L, C, cpu::AttentionPattern::SlidingChunks);
   return end % C == 0 ? std::min(joined, C) : joined;
