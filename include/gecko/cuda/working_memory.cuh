@@ -456,7 +456,9 @@ __global__ void __launch_bounds__(AwmTile::kThreads) awm_kernel(const __grid_con
     }
   }
 
-  if (have) {
+  // The state changes only where the call creates the memory or absorbs a chunk: a read-only
+  // step leaves it as it was, without writing M back (as many bytes as the step reads).
+  if (have && (p.chunked || W % C == 0)) {
     for (int e = int(threadIdx.x); e < dk * blk.cols; e += AwmTile::kThreads) {
       const int s = e / blk.cols, c = e % blk.cols;
       p.memory[(std::int64_t(blk.bh) * dk + s) * dv + blk.col0 + c] = blk.mem[s * blk.lay.ldm + c];
@@ -484,7 +486,8 @@ inline bool overlaps(const void* a, std::size_t a_bytes, const void* b, std::siz
 // Lk = window_value's tokens). Writes out (B, L, H·dv) and, when given, new_key
 // (B, H, W', dk), the AWM key window after the call (prefill: the last C tokens, W' = C;
 // tail/step: window ++ new, W' = Lk + L, uncut); new_key must not overlap state.key.
-// Updates state.memory and state.log_norm in place and sets state.present; where the call
+// Updates state.memory and state.log_norm in place where the call creates the memory or absorbs a
+// chunk (a read-only step writes neither) and sets state.present; where the call
 // creates the memory (a fresh stream reaching a chunk) both must be allocated (B, H, dk, dv) and
 // (B, H, dk). Call rules as cpu::working_memory: L >= C needs L % C == 0 and either a fresh
 // stream or a memory with a window of exactly C; L < C needs window ++ new <= C without memory
@@ -541,6 +544,7 @@ void working_memory(TensorView<const T> aq, TensorView<const T> ak, TensorView<c
             " tokens, got ", Lk, " + ", L);
   }
   const bool present_after = chunked || has_memory || W % C == 0;
+  const bool updates_state = chunked || W % C == 0;  // creates the memory or absorbs a chunk
   if (has_memory || present_after) {
     const char* role = has_memory ? "" : " (this call creates the memory)";
     require(state.memory.data != nullptr, op, ": state.memory is absent", role);
@@ -590,7 +594,7 @@ void working_memory(TensorView<const T> aq, TensorView<const T> ak, TensorView<c
     const int dkp = detail::round_up(int(dk), 16);
     const std::size_t smem = detail::awm_smem(dkp).bytes;
     detail::allow_dynamic_smem(detail::awm_kernel<T>, smem, op, "a key head dim dk");
-    detail::StreamScratch log_norm_out(present_after ? std::size_t(B * H * dk) : 0, stream, op);
+    detail::StreamScratch log_norm_out(updates_state ? std::size_t(B * H * dk) : 0, stream, op);
 
     detail::AwmParams<T> params{};
     params.aq = aq.data;
@@ -619,7 +623,7 @@ void working_memory(TensorView<const T> aq, TensorView<const T> ak, TensorView<c
     detail::awm_kernel<T>
         <<<dim3(unsigned(B * H), unsigned(col_tiles)), Tile::kThreads, smem, stream>>>(params);
     check_launch("cuda::working_memory: awm_kernel");
-    if (present_after)
+    if (updates_state)
       check(cudaMemcpyAsync(state.log_norm.data, log_norm_out.data(), std::size_t(B * H * dk) * sizeof(float),
                             cudaMemcpyDeviceToDevice, stream),
             "cuda::working_memory: copying the log normaliser");
