@@ -240,6 +240,14 @@ AwmInputs awm_inputs(const AwmCase& c, std::uint64_t seed) {
   if (c.memory) {
     in.memory = r.normal({c.B, c.H, c.dk, c.dv}, 0, 0.5f);
     in.log_norm = r.uniform({c.B, c.H, c.dk}, 1.f, 4.f);
+    // Row B − 1 (B > 1) holds a memory created but not yet written (M = 0, Λ = −inf), the state
+    // after the stream's first chunk: its absorptions start from logaddexp(−inf, ℓ).
+    if (c.B > 1)
+      for (std::int64_t h = 0; h < c.H; ++h)
+        for (std::int64_t s = 0; s < c.dk; ++s) {
+          in.log_norm(c.B - 1, h, s) = -std::numeric_limits<float>::infinity();
+          for (std::int64_t d = 0; d < c.dv; ++d) in.memory(c.B - 1, h, s, d) = 0.f;
+        }
   }
   if (c.segments) {
     // Even rows hold one document, so their reads see the memory; odd rows about four.
@@ -347,6 +355,10 @@ const std::vector<AwmCase> kAwmCases = {
     {1, 1, 64, 64, 32, 5, 2, false, false},     // no memory yet: zeros
     {2, 2, 128, 512, 48, 96, 48, true, true},   // large value head dim
     {1, 2, 256, 2048, 16, 1, 31, true, false},  // the 7B head dims, a step that absorbs
+    {2, 2, 8, 16, 32, 96, 0, false, true},      // the tiny preset's heads: dk = 8 < 16, one column tile
+    {1, 1, 40, 48, 16, 6, 21, true, true},      // multi-token tail off a chunk boundary, read only
+    {2, 1, 40, 70, 16, 13, 19, true, true},     // multi-token tail that fills the window to 2C: absorbs
+    {1, 1, 256, 64, 2048, 2048, 2048, true, true},  // the 7B chunk: ℓ and U over 2048 tokens
 };
 
 template <class T>

@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 #include <mma.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -215,9 +216,15 @@ void allow_dynamic_smem(Kernel* kernel, std::size_t bytes, const char* op, const
   check(cudaGetDevice(&device), std::string(op) + ": cudaGetDevice");
   check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
         std::string(op) + ": reading the shared-memory limit");
-  require(bytes <= std::size_t(limit), op, ": ", what, " needs ", bytes,
-          " bytes of shared memory per block, the device allows ", limit);
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
+  cudaFuncAttributes attributes{};
+  check(cudaFuncGetAttributes(&attributes, kernel), std::string(op) + ": reading the kernel's attributes");
+  const std::size_t room = std::size_t(limit) - std::min<std::size_t>(attributes.sharedSizeBytes, limit);
+  require(bytes <= room, op, ": ", what, " needs ", bytes, " bytes of dynamic shared memory per block (",
+          attributes.sharedSizeBytes, " static besides), the device allows ", limit, " in all");
+  // The most the kernel may ever take, not this launch's need: a smaller call from another thread
+  // (another dk) must not lower the cap between this call's setting and its launch. The cap is
+  // only a bound; the occupancy follows each launch's own size.
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(room)),
         std::string(op) + ": raising the dynamic shared-memory limit");
 }
 
