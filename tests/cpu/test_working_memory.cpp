@@ -395,6 +395,31 @@ TEST_CASE("awm: call rules are enforced with clear errors") {
     s.feed(in, 1);  // window of C + 1, not cut: only a chunk boundary may start a chunked call
     CHECK_THROWS_WITH_AS(s.feed(in, kC), doctest::Contains("cached window of C = 4 tokens, got 5"), Error);
   }
+  SUBCASE("a memory needs its normaliser and a normaliser its memory") {
+    Stream s;
+    s.feed(in, kC);  // creates the memory
+    const Tensor<double> aq = slice(in.aq, 1, kC, 1), ak = slice(in.ak, 1, kC, 1), v = slice(in.v, 1, kC, 1);
+    WorkingMemoryState<double> state = s.state;
+    state.log_norm = Tensor<double>();
+    CHECK_THROWS_WITH_AS(cpu::working_memory(aq, ak, v, s.window_value, state, none, kHeads, kC),
+                         "working_memory: state.log_norm is absent (the state holds a memory)", Error);
+    state = s.state;
+    state.memory = Tensor<double>();
+    CHECK_THROWS_WITH_AS(cpu::working_memory(aq, ak, v, s.window_value, state, none, kHeads, kC),
+                         "working_memory: state.log_norm is given without a memory", Error);
+    state = s.state;
+    CHECK(cpu::working_memory(aq, ak, v, s.window_value, state, none, kHeads, kC).dim(1) == 1);
+  }
+  SUBCASE("head dims must be positive") {
+    WorkingMemoryState<double> state;
+    const Tensor<double> no_features({kB, kC, 0});
+    const Tensor<double> aq = slice(in.aq, 1, 0, kC), v = slice(in.v, 1, 0, kC);
+    CHECK_THROWS_WITH_AS(cpu::working_memory(no_features, no_features, v, Tensor<double>(), state, none, kHeads, kC),
+                         "working_memory: key head dim dk must be positive, got 0", Error);
+    CHECK_THROWS_WITH_AS(cpu::working_memory(aq, aq, no_features, Tensor<double>(), state, none, kHeads, kC),
+                         "working_memory: value head dim dv must be positive, got 0", Error);
+    CHECK(state.memory.empty());
+  }
   SUBCASE("shapes are checked") {
     WorkingMemoryState<double> state;
     const Tensor<double> ak = slice(in.ak, 1, 0, kC);

@@ -28,6 +28,7 @@
 #include "gecko/core/shape.hpp"
 #include "gecko/core/tensor.hpp"
 #include "gecko/core/threads.hpp"
+#include "gecko/cpu/working_memory_call.hpp"
 
 namespace gecko::cpu {
 
@@ -260,73 +261,32 @@ void step_head(HeadSequence<T>& x, std::optional<HeadMemory<T>>& mem, HeadRows<T
 // (B, Lk, H, dv), empty without a window. Updates state (memory, log_norm and the AWM key window:
 // prefill -> the last C tokens of the call; tail/step -> window ++ new, uncut, the cache cuts it at
 // the chunk boundary). Returns the read output (B, L, H·dv).
-// Call rules: L >= C needs L % C == 0 and either a fresh stream or a memory with a window of
-// exactly C; L < C needs window ++ new <= C without memory and in (C, 2C] with one.
+// Call rules (check_working_memory_call): L >= C needs L % C == 0 and either a fresh stream or a
+// memory with a window of exactly C; L < C needs window ++ new <= C without memory and in (C, 2C]
+// with one.
 template <class T>
 Tensor<T> working_memory(const Tensor<T>& aq, const Tensor<T>& ak, const Tensor<T>& v,
                          const Tensor<T>& window_value, WorkingMemoryState<T>& state,
                          const WorkingMemorySegments& segments, int heads, std::int64_t chunk) {
   constexpr const char* op = "working_memory";
-  require(heads > 0 && chunk > 0, op, ": heads and chunk must be positive, got heads ", heads,
-          ", chunk ", chunk);
-  require(aq.rank() == 3, op, ": aq has shape ", aq.shape().str(), ", expected (B, L, H*dk)");
-  require(v.rank() == 3, op, ": v has shape ", v.shape().str(), ", expected (B, L, H*dv)");
-  const std::int64_t B = aq.dim(0), L = aq.dim(1), H = heads, C = chunk;
-  require(aq.dim(2) % H == 0, op, ": aq has ", aq.dim(2), " features, not a multiple of ", H, " heads");
-  require(v.dim(2) % H == 0, op, ": v has ", v.dim(2), " features, not a multiple of ", H, " heads");
-  const std::int64_t dk = aq.dim(2) / H, dv = v.dim(2) / H;
-  require(L > 0, op, ": empty call (L = 0)");
-  check_shape(op, "ak", ak.shape(), aq.shape());
-  check_shape(op, "v", v.shape(), {B, L, H * dv});
+  // An empty state tensor is absent; so is a null segments pointer.
+  const auto given = [](const auto& x) { return x.empty() ? nullptr : &x.shape(); };
+  const auto ids = [](const Tensor<std::int64_t>* x) { return x ? &x->shape() : nullptr; };
+  const bool has_memory = !state.memory.empty();
+  // The state owns its normaliser: one without a memory is a corrupt state, not a spare buffer.
+  require(has_memory || state.log_norm.empty(), op, ": state.log_norm is given without a memory");
+  const WorkingMemoryCall call = check_working_memory_call(
+      op, aq.shape(), ak.shape(), v.shape(), given(state.key), given(window_value), has_memory,
+      given(state.memory), given(state.log_norm), ids(segments.seg), ids(segments.window_seg),
+      ids(segments.mem_seg), heads, chunk);
 
-  const bool has_window = !state.key.empty(), has_memory = !state.memory.empty();
-  const std::int64_t Lk = has_window ? state.key.dim(2) : 0;
-  if (has_window) check_shape(op, "state.key", state.key.shape(), {B, H, Lk, dk});
-  require(window_value.empty() == !has_window, op, ": window_value ",
-          has_window ? "is missing for" : "is given without", " a cached key window");
-  if (has_window) check_shape(op, "window_value", window_value.shape(), {B, Lk, H, dv});
-  require(state.log_norm.empty() == !has_memory, op, ": state.log_norm ",
-          has_memory ? "is missing for" : "is given without", " a memory");
-  if (has_memory) {
-    check_shape(op, "state.memory", state.memory.shape(), {B, H, dk, dv});
-    check_shape(op, "state.log_norm", state.log_norm.shape(), {B, H, dk});
-  }
-
-  const bool chunked = L >= C;
-  if (chunked) {
-    require(L % C == 0, op, ": a call of L >= C tokens needs L % C == 0, got L = ", L, ", C = ", C);
-    require(has_window == has_memory, op, ": a chunked call needs a memory together with a ",
-            "cached window (or neither), got ", has_memory ? "a memory" : "no memory", " and ",
-            has_window ? "a window" : "no window");
-    require(!has_window || Lk == C, op, ": a chunked call needs a cached window of C = ", C,
-            " tokens, got ", Lk);
-  } else if (has_memory) {
-    require(C < Lk + L && Lk + L <= 2 * C, op, ": with a memory, window ++ new must hold (C, 2C] = (",
-            C, ", ", 2 * C, "] tokens, got ", Lk, " + ", L);
-  } else {
-    require(Lk + L <= C, op, ": without a memory, window ++ new must hold at most C = ", C,
-            " tokens, got ", Lk, " + ", L);
-  }
-
-  const bool has_seg = segments.seg != nullptr;
-  require(has_seg || (!segments.window_seg && !segments.mem_seg), op,
-          ": segments.window_seg / mem_seg given without segments.seg");
-  if (has_seg) {
-    check_shape(op, "segments.seg", segments.seg->shape(), {B, L});
-    require(!has_window || segments.window_seg, op, ": segments need segments.window_seg for the ",
-            Lk, "-token window");
-    if (segments.window_seg) check_shape(op, "segments.window_seg", segments.window_seg->shape(), {B, Lk});
-    require(!has_memory || segments.mem_seg, op, ": segments need segments.mem_seg for the memory");
-    if (segments.mem_seg) check_shape(op, "segments.mem_seg", segments.mem_seg->shape(), {B});
-  }
-
-  const std::int64_t W = Lk + L;
-  const std::int64_t new_window = chunked ? C : W;
+  const std::int64_t B = call.B, L = call.L, H = call.H, dk = call.dk, dv = call.dv, C = call.C, Lk = call.Lk;
+  const bool has_window = call.has_window, has_seg = call.segmented, chunked = call.chunked();
+  const std::int64_t new_window = call.new_window();
   auto out = Tensor<T>::uninitialized({B, L, H * dv});
   auto new_key = Tensor<T>::uninitialized({B, H, new_window, dk});
   Tensor<T> new_memory, new_log_norm;
-  const bool keeps_memory = chunked || has_memory || W % C == 0;
-  if (keeps_memory) {
+  if (call.memory_after()) {
     new_memory = Tensor<T>::uninitialized({B, H, dk, dv});
     new_log_norm = Tensor<T>::uninitialized({B, H, dk});
   }

@@ -40,10 +40,12 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <string_view>
 
 #include "gecko/core/error.hpp"
 #include "gecko/core/shape.hpp"
 #include "gecko/core/tensor.hpp"
+#include "gecko/cpu/working_memory_call.hpp"
 #include "gecko/cuda/check.cuh"
 #include "gecko/cuda/executor.cuh"
 #include "gecko/cuda/group_norm.cuh"
@@ -489,9 +491,9 @@ inline bool overlaps(const void* a, std::size_t a_bytes, const void* b, std::siz
 // Updates state.memory and state.log_norm in place where the call creates the memory or absorbs a
 // chunk (a read-only step writes neither) and sets state.present; where the call
 // creates the memory (a fresh stream reaching a chunk) both must be allocated (B, H, dk, dv) and
-// (B, H, dk). Call rules as cpu::working_memory: L >= C needs L % C == 0 and either a fresh
-// stream or a memory with a window of exactly C; L < C needs window ++ new <= C without memory
-// and in (C, 2C] with one.
+// (B, H, dk). Call rules as cpu::working_memory, checked by the same cpu::check_working_memory_call:
+// L >= C needs L % C == 0 and either a fresh stream or a memory with a window of exactly C; L < C
+// needs window ++ new <= C without memory and in (C, 2C] with one.
 template <class T>
 void working_memory(TensorView<const T> aq, TensorView<const T> ak, TensorView<const T> v,
                     TensorView<const T> window_value, WorkingMemoryState<T>& state,
@@ -499,77 +501,37 @@ void working_memory(TensorView<const T> aq, TensorView<const T> ak, TensorView<c
                     TensorView<T> out, TensorView<T> new_key, cudaStream_t stream) {
   constexpr const char* op = "cuda::working_memory";
   using Tile = detail::AwmTile;
-  require(heads > 0 && chunk > 0, op, ": heads and chunk must be positive, got heads ", heads,
-          ", chunk ", chunk);
+  // Every given tensor is contiguous device memory; a null one is absent.
   detail::require_device(op, "aq", aq);
   detail::require_device(op, "ak", ak);
   detail::require_device(op, "v", v);
-  require(aq.rank() == 3, op, ": aq has shape ", aq.shape.str(), ", expected (B, L, H*dk)");
-  require(v.rank() == 3, op, ": v has shape ", v.shape.str(), ", expected (B, L, H*dv)");
-  const std::int64_t B = aq.shape[0], L = aq.shape[1], H = heads, C = chunk;
-  require(aq.shape[2] % H == 0, op, ": aq has ", aq.shape[2], " features, not a multiple of ", H, " heads");
-  require(v.shape[2] % H == 0, op, ": v has ", v.shape[2], " features, not a multiple of ", H, " heads");
-  const std::int64_t dk = aq.shape[2] / H, dv = v.shape[2] / H;
-  require(L > 0, op, ": empty call (L = 0)");
-  check_shape(op, "ak", ak.shape, aq.shape);
-  check_shape(op, "v", v.shape, {B, L, H * dv});
+  const auto given = [&](std::string_view name, const auto& view) -> const Shape* {
+    if (view.data == nullptr) return nullptr;
+    detail::require_device(op, name, view);
+    return &view.shape;
+  };
+  const Shape* window_key = given("state.key", state.key);
+  const Shape* window_values = given("window_value", window_value);
+  const Shape* memory = given("state.memory", state.memory);
+  const Shape* log_norm = given("state.log_norm", state.log_norm);
+  const Shape* seg = given("segments.seg", segments.seg);
+  const Shape* window_seg = given("segments.window_seg", segments.window_seg);
+  const Shape* mem_seg = given("segments.mem_seg", segments.mem_seg);
+  const cpu::WorkingMemoryCall call =
+      cpu::check_working_memory_call(op, aq.shape, ak.shape, v.shape, window_key, window_values, state.present,
+                                     memory, log_norm, seg, window_seg, mem_seg, heads, chunk);
+  const std::int64_t B = call.B, L = call.L, H = call.H, dk = call.dk, dv = call.dv, C = call.C, Lk = call.Lk;
+  const std::int64_t W = call.joined(), new_window = call.new_window();
+  const bool has_window = call.has_window, has_memory = call.has_memory, segmented = call.segmented;
+  const bool present_after = call.memory_after(), updates_state = call.updates_memory();
 
-  const bool has_window = state.key.data != nullptr;
-  const std::int64_t Lk = has_window ? state.key.shape[2] : 0;
-  if (has_window) {
-    detail::require_device(op, "state.key", state.key);
-    check_shape(op, "state.key", state.key.shape, {B, H, Lk, dk});
+  // The kernel writes the memory in place: a call that creates it needs the buffers.
+  if (!has_memory && present_after) {
+    require(memory != nullptr, op, ": state.memory is absent (this call creates the memory)");
+    require(log_norm != nullptr, op, ": state.log_norm is absent (this call creates the memory)");
   }
-  require((window_value.data == nullptr) == !has_window, op, ": window_value ",
-          has_window ? "is missing for" : "is given without", " a cached key window");
-  if (has_window) {
-    detail::require_device(op, "window_value", window_value);
-    check_shape(op, "window_value", window_value.shape, {B, Lk, H, dv});
-  }
-
-  const bool chunked = L >= C, has_memory = state.present;
-  const std::int64_t W = Lk + L;
-  if (chunked) {
-    require(L % C == 0, op, ": a call of L >= C tokens needs L % C == 0, got L = ", L, ", C = ", C);
-    require(has_window == has_memory, op, ": a chunked call needs a memory together with a ",
-            "cached window (or neither), got ", has_memory ? "a memory" : "no memory", " and ",
-            has_window ? "a window" : "no window");
-    require(!has_window || Lk == C, op, ": a chunked call needs a cached window of C = ", C,
-            " tokens, got ", Lk);
-  } else if (has_memory) {
-    require(C < W && W <= 2 * C, op, ": with a memory, window ++ new must hold (C, 2C] = (", C,
-            ", ", 2 * C, "] tokens, got ", Lk, " + ", L);
-  } else {
-    require(W <= C, op, ": without a memory, window ++ new must hold at most C = ", C,
-            " tokens, got ", Lk, " + ", L);
-  }
-  const bool present_after = chunked || has_memory || W % C == 0;
-  const bool updates_state = chunked || W % C == 0;  // creates the memory or absorbs a chunk
-  if (has_memory || present_after) {
-    const char* role = has_memory ? "" : " (this call creates the memory)";
-    require(state.memory.data != nullptr, op, ": state.memory is absent", role);
-    require(state.log_norm.data != nullptr, op, ": state.log_norm is absent", role);
-    detail::require_device(op, "state.memory", state.memory);
-    check_shape(op, "state.memory", state.memory.shape, {B, H, dk, dv});
-    detail::require_device(op, "state.log_norm", state.log_norm);
-    check_shape(op, "state.log_norm", state.log_norm.shape, {B, H, dk});
-  }
-
-  const bool segmented = detail::optional_device(op, "segments.seg", segments.seg, {B, L});
-  require(segmented || (segments.window_seg.data == nullptr && segments.mem_seg.data == nullptr), op,
-          ": segments.window_seg / mem_seg given without segments.seg");
-  if (segmented) {
-    require(!has_window || segments.window_seg.data != nullptr, op,
-            ": segments need segments.window_seg for the ", Lk, "-token window");
-    if (has_window) detail::optional_device(op, "segments.window_seg", segments.window_seg, {B, Lk});
-    require(!has_memory || segments.mem_seg.data != nullptr, op,
-            ": segments need segments.mem_seg for the memory");
-    if (has_memory) detail::optional_device(op, "segments.mem_seg", segments.mem_seg, {B});
-  }
-
   detail::require_device(op, "out", out);
   check_shape(op, "out", out.shape, {B, L, H * dv});
-  const std::int64_t new_window = chunked ? C : W;
   const bool write_key = new_key.data != nullptr;
   if (write_key) {
     detail::require_device(op, "new_key", new_key);
@@ -578,10 +540,8 @@ void working_memory(TensorView<const T> aq, TensorView<const T> ak, TensorView<c
                                              state.key.data, state.key.numel() * sizeof(T)),
             op, ": new_key overlaps state.key");
   }
-  require(dk >= 1 && dk <= Tile::kMaxDk, op, ": key head dim dk = ", dk,
-          " outside [1, ", Tile::kMaxDk, "] (AwmTile::kMaxDk bounds the kernel's per-lane feature ",
-          "registers and its update fragments)");
-  require(dv >= 1, op, ": value head dim dv must be positive, got ", dv);
+  require(dk <= Tile::kMaxDk, op, ": key head dim dk = ", dk, " outside [1, ", Tile::kMaxDk,
+          "] (AwmTile::kMaxDk bounds the kernel's per-lane feature registers and its update fragments)");
   // The kernel counts in int: tokens of window ++ call, elements of a CTA's output or key-window
   // share (W·64, W·dk), columns, (b, h) pairs; global offsets are 64-bit.
   require(W * std::max<std::int64_t>(dk, Tile::kCols) <= INT_MAX && C <= INT_MAX &&
@@ -617,7 +577,7 @@ void working_memory(TensorView<const T> aq, TensorView<const T> ak, TensorView<c
     params.dv = int(dv);
     params.chunk = int(C);
     params.new_window = int(new_window);
-    params.chunked = chunked;
+    params.chunked = call.chunked();
     params.present = has_memory;
 
     detail::awm_kernel<T>
