@@ -32,22 +32,8 @@ void register_benchmarks() {
       }
       report(state, work::block(s));
     });
-    add("block", "eigen_gemms", s, [s](benchmark::State& state) {
-      BlockGemms gemms(s);
-      for (auto _ : state) {
-        gemms.run();
-        benchmark::ClobberMemory();
-      }
-      report(state, gemms.work());
-    });
-    add("block", "projection_gemms", s, [s](benchmark::State& state) {
-      BlockProjectionGemms gemms(s);
-      for (auto _ : state) {
-        gemms.run();
-        benchmark::ClobberMemory();
-      }
-      report(state, gemms.work());
-    });
+    add_gemms<BlockGemms>("block", "eigen_gemms", s);
+    add_gemms<BlockProjectionGemms>("block", "projection_gemms", s);
   }
 }
 

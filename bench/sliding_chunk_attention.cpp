@@ -25,15 +25,7 @@ void register_benchmarks() {
       }
       report(state, work::sca(s));
     });
-    add("sca", "eigen_gemms", s, [s](benchmark::State& state) {
-      AttentionGemms gemms(s);
-      for (auto _ : state) {
-        gemms.run();
-        benchmark::DoNotOptimize(gemms.y.data());
-        benchmark::ClobberMemory();
-      }
-      report(state, gemms.work());
-    });
+    add_gemms<AttentionGemms>("sca", "eigen_gemms", s);
   }
 }
 

@@ -25,15 +25,7 @@ void register_benchmarks() {
       }
       report(state, work::awm(s));
     });
-    add("awm", "eigen_gemms", s, [s](benchmark::State& state) {
-      MemoryGemms gemms(s);
-      for (auto _ : state) {
-        gemms.run();
-        benchmark::DoNotOptimize(gemms.y.data());
-        benchmark::ClobberMemory();
-      }
-      report(state, gemms.work());
-    });
+    add_gemms<MemoryGemms>("awm", "eigen_gemms", s);
   }
 }
 

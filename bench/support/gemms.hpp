@@ -125,4 +125,18 @@ struct BlockGemms {
   }
 };
 
+// Registers "<op>/<variant>/<tier>": the GEMMs of a Gemms type above (constructed from the tier,
+// with run() and work()), timed alone as the op's baseline.
+template <class Gemms>
+void add_gemms(const std::string& op, const std::string& variant, const Sizes& s) {
+  add(op, variant, s, [s](benchmark::State& state) {
+    Gemms gemms(s);
+    for (auto _ : state) {
+      gemms.run();
+      benchmark::ClobberMemory();
+    }
+    report(state, gemms.work());
+  });
+}
+
 }  // namespace gecko::bench
