@@ -363,6 +363,22 @@ TEST_CASE("cuda model: feed splits tokens from any position as the CPU model doe
   CHECK(cudaStreamDestroy(stream) == cudaSuccess);
 }
 
+TEST_CASE("cuda model: a state allocated ahead by new_state runs as a fresh one") {
+  const auto f = testing::open_golden("model_variants");
+  auto model = gpu::load_model<policy::Gecko, float>(f->path());
+  model.set_poison(true);
+  const Tensor<std::int64_t> tokens = f->get<std::int64_t>("in.tokens");
+  gpu::ModelState<float> state = model.new_state(tokens.dim(0), true);
+  CHECK_FALSE(state.fresh());
+  CHECK(state.position() == 0);
+  const Tensor<float> got = model.feed(tokens, state, true).to_host(model.stream());
+  const double rel = testing::rel_error(got, f->get<float>("out.logits"));
+  MESSAGE("logits from a new_state state vs golden: rel ", rel);
+  CHECK(rel <= kTolerance);
+  CHECK(state.position() == tokens.dim(1));
+  CHECK_THROWS_WITH_AS(model.new_state(0), doctest::Contains("at least one sequence"), gecko::Error);
+}
+
 TEST_CASE("cuda model: device memory is constant along a stream") {
   const model::Config config = model::preset_config("tiny");
   GpuModel<policy::Gecko> model(config, model::init_params<policy::Gecko, float>(config, 3));

@@ -823,7 +823,7 @@ class Model {
     const std::int64_t start = state.position();
     detail::require_device(op, "logits", logits);
     check_shape(op, "logits", logits.shape, Shape{B, L, c_.output_dim()});
-    if (state.fresh()) state = start_state(B, multi_segments);
+    if (state.fresh()) state = new_state(B, multi_segments);
 
     const cudaStream_t stream = runner_.stream();
     Scratch<T>& ws = runner_.scratch;
@@ -895,8 +895,11 @@ class Model {
     return feed(tokens, state, multi_segments);
   }
 
- private:
-  ModelState<T> start_state(std::int64_t B, bool multi_segments) const {
+  // A fresh stream's state for B sequences, allocated now (on the model's stream) instead of
+  // inside the first forward call: for callers that time or pace that call. Poisoned like the
+  // scratch buffers when set_poison is on.
+  ModelState<T> new_state(std::int64_t B, bool multi_segments = false) const {
+    require(B >= 1, "cuda::Model::new_state: a state needs at least one sequence (B >= 1), got ", B);
     ModelState<T> s;
     s.batch = B;
     s.multi_segments = multi_segments;
@@ -906,6 +909,8 @@ class Model {
     s.output = NormState::start(final_priors_, B, cpu::TimestepNormState<accum_t<T>>{}, runner_.stream());
     return s;
   }
+
+ private:
 
   model::Config c_;
   std::int64_t bos_id_;
