@@ -434,6 +434,13 @@ TEST_CASE("cuda model: bad calls are refused with the CPU model's messages") {
   CHECK_THROWS_WITH_AS(model.forward(testing::time_slice(tokens, 3, 4), state, false, wrong.view()),
                        "forward: logits has shape [2, 2, 97], expected [2, 1, 97]", gecko::Error);
   CHECK(state.position() == 3);  // the refused calls left the state alone
+  // A state made by a model of other sizes (the tiny preset: 2 layers too, other dims).
+  const model::Config tiny = model::preset_config("tiny");
+  GpuModel<policy::Gecko> other(tiny, model::init_params<policy::Gecko, float>(tiny, 5));
+  gpu::ModelState<float> foreign = other.new_state(2);
+  CHECK_THROWS_WITH_AS(model.forward(testing::time_slice(tokens, 0, 1), foreign),
+                       doctest::Contains("cuda::Mega: the state was made for a layer of sizes"), gecko::Error);
+  CHECK(foreign.position() == 0);
 }
 
 TEST_CASE("cuda model: parameters that do not fit the configuration are named") {

@@ -178,11 +178,7 @@ class DeviceArray {
   // a NaN in every float format, so that an element no kernel writes shows up.
   TensorView<X> take(const Shape& shape, bool poison, cudaStream_t stream) {
     const std::int64_t n = shape.numel();
-    if (n > capacity_) {
-      buffer_ = DeviceBuffer<X>();  // free first: the two need not fit together
-      buffer_ = DeviceBuffer<X>(Shape{n});
-      capacity_ = n;
-    }
+    reserve(n);
     TensorView<X> v(buffer_.data(), shape, Space::Device);
     if (poison && n > 0)
       check(cudaMemsetAsync(v.data, 0xFF, std::size_t(n) * sizeof(X), stream), "cuda::model: poisoning a buffer");
@@ -196,6 +192,14 @@ class DeviceArray {
                             stream),
             "cuda::model: uploading a call's input");
     return v;
+  }
+  // Room for n elements from now on, so that no later take up to n reallocates (a reallocation
+  // frees the old buffer, which synchronises the device).
+  void reserve(std::int64_t n) {
+    if (n <= capacity_) return;
+    buffer_ = DeviceBuffer<X>();  // free first: the two need not fit together
+    buffer_ = DeviceBuffer<X>(Shape{n});
+    capacity_ = n;
   }
   std::int64_t bytes() const { return capacity_ * std::int64_t(sizeof(X)); }
 
@@ -312,6 +316,13 @@ class Window {
 struct LayerDims {
   std::int64_t B = 0, D = 0, N = 0, G = 0, H = 0, dk = 0, dv = 0, C = 0;
   bool memory = false;  // the variant has a working memory
+
+  friend bool operator==(const LayerDims&, const LayerDims&) = default;
+  std::string str() const {
+    return "(B " + std::to_string(B) + ", D " + std::to_string(D) + ", N " + std::to_string(N) + ", G " +
+           std::to_string(G) + ", H " + std::to_string(H) + ", dk " + std::to_string(dk) + ", dv " +
+           std::to_string(dv) + ", C " + std::to_string(C) + (memory ? ", with memory)" : ", no memory)");
+  }
 };
 
 // One layer's streaming state in device memory (spec §4.5), the twin of layers::LayerState.
@@ -448,13 +459,18 @@ class Mega {
 
   const model::Config& config() const { return c_; }
 
+  // The sizes of this layer's state for B sequences.
+  LayerDims dims(std::int64_t B) const {
+    return {B, c_.model_dim, c_.cema_ndim, c_.timenorm_num_groups, c_.num_heads, c_.head_dim(),
+            c_.value_head_dim(), c_.chunk_size, Policy::memory::enabled};
+  }
+
   // A fresh stream's state for B sequences: the norm at its priors, h = 0, no window, no memory.
   // poison: fill the buffers that every call writes before reading with NaN (tests).
   LayerState<T> new_state(std::int64_t B, bool poison, cudaStream_t stream) const {
     require(B >= 1, "cuda::Mega: a state needs at least one sequence (B >= 1), got ", B);
     LayerState<T> s;
-    s.dims = {B, c_.model_dim, c_.cema_ndim, c_.timenorm_num_groups, c_.num_heads, c_.head_dim(),
-              c_.value_head_dim(), c_.chunk_size, Policy::memory::enabled};
+    s.dims = dims(B);
     const LayerDims& d = s.dims;
     s.norm = NormState::start(priors_, B, cpu::TimestepNormState<HostT>{}, stream);
     s.cema_h = DeviceBuffer<float>(Shape{B, d.D, d.N, 2});
@@ -535,6 +551,8 @@ class Mega {
     const std::int64_t H = c_.num_heads, dk = c_.head_dim(), dv = c_.value_head_dim(), C = c_.chunk_size;
     require(state.started() && state.dims.B == B, op, ": the state was made for batch size ", state.dims.B,
             ", x has ", B, " rows");
+    require(state.dims == dims(B), op, ": the state was made for a layer of sizes ", state.dims.str(),
+            ", this layer has ", dims(B).str());
     check_shape(op, "y", y.shape, x.shape);
     const std::int64_t Lk = state.window;
     const cudaStream_t stream = rt.stream();
@@ -621,6 +639,11 @@ class Mega {
         window = {};
         window_seg = {};
         if (own > 0) {
+          // Sized once for the longest part, C − 1 tokens: it grows by one token per step early in
+          // a stream, and each regrowth would synchronise the device.
+          ws.own_key.reserve(d.B * (C - 1) * d.H * d.dk);
+          ws.own_value.reserve(d.B * (C - 1) * d.H * d.dv);
+          ws.own_seg.reserve(d.B * (C - 1));
           const TensorView<T> key = ws.own_key.take({d.B, own, d.H, d.dk}, ws.poison, stream);
           const TensorView<T> value = ws.own_value.take({d.B, own, d.H, d.dv}, ws.poison, stream);
           detail::copy_rows(key.data, own, 0, state.key.front(), Lk, Lk - own, own, d.H * d.dk, d.B, stream);
