@@ -23,8 +23,11 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "gecko/core/dtype.hpp"
 #include "gecko/core/error.hpp"
@@ -209,23 +212,42 @@ struct SmemArena {
   }
 };
 
-// Lets `kernel` use `bytes` of dynamic shared memory, or throws naming what needs it.
+// Lets `kernel` use `bytes` of dynamic shared memory, or throws naming what needs it. The cap is
+// raised once per (kernel, device) to all the room the device has beside the kernel's static
+// shared memory: the most the kernel may ever take, not this launch's need, so that a smaller
+// call from another thread (another dk) cannot lower it between a larger call's setting and its
+// launch, and later calls cost one lookup instead of four runtime queries. The cap is only a
+// bound; the occupancy follows each launch's own size.
 template <class Kernel>
 void allow_dynamic_smem(Kernel* kernel, std::size_t bytes, const char* op, const char* what) {
-  int device = 0, limit = 0;
+  struct Room {
+    std::size_t dynamic, fixed, limit;  // room for dynamic memory, the static part, the device's opt-in limit
+  };
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, Room> rooms;
+  int device = 0;
   check(cudaGetDevice(&device), std::string(op) + ": cudaGetDevice");
-  check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
-        std::string(op) + ": reading the shared-memory limit");
-  cudaFuncAttributes attributes{};
-  check(cudaFuncGetAttributes(&attributes, kernel), std::string(op) + ": reading the kernel's attributes");
-  const std::size_t room = std::size_t(limit) - std::min<std::size_t>(attributes.sharedSizeBytes, limit);
-  require(bytes <= room, op, ": ", what, " needs ", bytes, " bytes of dynamic shared memory per block (",
-          attributes.sharedSizeBytes, " static besides), the device allows ", limit, " in all");
-  // The most the kernel may ever take, not this launch's need: a smaller call from another thread
-  // (another dk) must not lower the cap between this call's setting and its launch. The cap is
-  // only a bound; the occupancy follows each launch's own size.
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(room)),
-        std::string(op) + ": raising the dynamic shared-memory limit");
+  Room room{};
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    const auto key = std::pair{reinterpret_cast<const void*>(kernel), device};
+    auto it = rooms.find(key);
+    if (it == rooms.end()) {
+      int limit = 0;
+      check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+            std::string(op) + ": reading the shared-memory limit");
+      cudaFuncAttributes attributes{};
+      check(cudaFuncGetAttributes(&attributes, kernel), std::string(op) + ": reading the kernel's attributes");
+      const std::size_t fixed = std::min<std::size_t>(attributes.sharedSizeBytes, std::size_t(limit));
+      const Room found{std::size_t(limit) - fixed, fixed, std::size_t(limit)};
+      check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(found.dynamic)),
+            std::string(op) + ": raising the dynamic shared-memory limit");
+      it = rooms.emplace(key, found).first;
+    }
+    room = it->second;
+  }
+  require(bytes <= room.dynamic, op, ": ", what, " needs ", bytes, " bytes of dynamic shared memory per block (",
+          room.fixed, " static besides), the device allows ", room.limit, " in all");
 }
 
 // A stream-ordered float scratch buffer, freed on the stream when it goes out of scope.
