@@ -15,7 +15,8 @@
 // Algorithm of z_projections: one warp per (token, head); the lanes sum the squares of the head's
 // dk channels (warp shuffle), then each lane takes channel pairs (2p, 2p + 1), the pairs RoPE
 // rotates, and writes every row's pair. Bound: HBM bandwidth, bytes = read z once + write R·S
-// per token (the second read of z for the outputs hits L1).
+// per token (the second read of z for the outputs hits L1). One warp per (token, head) is a first
+// choice, not yet measured on a GPU (it leaves lanes idle for dk < 64).
 
 #include <cuda_runtime.h>
 
