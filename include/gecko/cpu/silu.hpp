@@ -76,7 +76,10 @@ void silu_run(const T* x, const T* gate, T* y, std::int64_t n) {
 }
 
 inline bool cpu_has_avx2_fma() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool has = [] {
+    __builtin_cpu_init();  // may run before libgcc's own initialisation (a static constructor)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
   return has;
 }
 #endif
