@@ -377,29 +377,6 @@ class StepCase : public ModelBase {
   std::mt19937 rng_;
 };
 
-// add_case (support/cuda_bench.hpp) with a token count: items_per_second = tokens per iteration
-// over the device time, and with per_token each iteration's time and work divided by its tokens.
-void add_token_case(const std::string& op, const std::string& variant, benchmark::TimeUnit unit, Work work,
-                    double tokens, bool per_token, MakeCase make, std::string label = {}) {
-  const std::string name = "cuda/" + op + "/" + variant + "/small";
-  const double divisor = per_token ? tokens : 1.0;
-  work.bytes /= divisor;
-  work.flops /= divisor;
-  benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
-    try {
-      Session& session = Session::get();
-      Case& c = session.use(name, make);
-      for (auto _ : state) state.SetIterationTime(session.time(c) / divisor);
-      report(state, work);
-      state.SetItemsProcessed(std::int64_t(tokens / divisor) * std::int64_t(state.iterations()));
-      if (!label.empty()) state.SetLabel(label);
-    } catch (const std::exception& e) {
-      state.SkipWithError(e.what());
-      Session::get().release();
-    }
-  })->UseManualTime()->Unit(unit);
-}
-
 // ----------------------------------------------------------------
 
 void register_all() {
@@ -412,12 +389,13 @@ void register_all() {
   const model::Config c = model_config();
   const double prompt = double(kPrefillTokens);
   auto prefill = [](cudaStream_t st) { return std::make_unique<PrefillCase>(st); };
-  add_token_case("model_prefill", "gecko", benchmark::kMillisecond, prefill_work(c), prompt, false, prefill);
-  add_token_case("model_step", "gecko", benchmark::kMicrosecond, step_work(c), 1, false,
-                 [](cudaStream_t st) { return std::make_unique<StepCase>(st); },
-                 "bytes: weights read once; FLOPs: 2 per GEMM weight");
-  add_token_case("model_step", "prefill_per_token", benchmark::kMicrosecond, prefill_work(c), prompt, true,
-                 prefill);
+  add_case("model_prefill", "gecko", kSmall.name, benchmark::kMillisecond, prefill_work(c), prefill, {},
+           {prompt, false});
+  add_case("model_step", "gecko", kSmall.name, benchmark::kMicrosecond, step_work(c),
+           [](cudaStream_t st) { return std::make_unique<StepCase>(st); },
+           "bytes: weights read once; FLOPs: 2 per GEMM weight", {1, false});
+  add_case("model_step", "prefill_per_token", kSmall.name, benchmark::kMicrosecond, prefill_work(c), prefill, {},
+           {prompt, true});
 }
 
 }  // namespace

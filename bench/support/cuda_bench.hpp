@@ -209,18 +209,29 @@ class Session {
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
 
+// Items an iteration processes (tokens, say), reported as items_per_second; per_item divides
+// each iteration's time and work by the count, so that the row reads as the cost of one item.
+struct Items {
+  double count = 0;
+  bool per_item = false;
+};
+
 // Registers "cuda/<op>/<variant>/<tier>": builds the case on first use, then times `run` per
 // iteration; `label` (e.g. the target of a 7B row) is printed next to the row.
 inline void add_case(const std::string& op, const std::string& variant, const std::string& tier,
                      benchmark::TimeUnit unit, const Work& work, MakeCase make,
-                     std::string label = {}) {
+                     std::string label = {}, Items items = {}) {
   const std::string name = "cuda/" + op + "/" + variant + "/" + tier;
-  benchmark::RegisterBenchmark(name.c_str(), [name, work, make, label](benchmark::State& state) {
+  const double divisor = items.per_item ? items.count : 1.0;
+  const Work counted{work.bytes / divisor, work.flops / divisor};
+  benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
     try {
       Session& session = Session::get();
       Case& c = session.use(name, make);
-      for (auto _ : state) state.SetIterationTime(session.time(c));
-      report(state, work);
+      for (auto _ : state) state.SetIterationTime(session.time(c) / divisor);
+      report(state, counted);
+      if (items.count > 0)
+        state.SetItemsProcessed(std::int64_t(items.count / divisor) * std::int64_t(state.iterations()));
       if (!label.empty()) state.SetLabel(label);
     } catch (const std::exception& e) {
       state.SkipWithError(e.what());
