@@ -28,9 +28,10 @@
 // state; and the document bookkeeping (window ids, the memory's document). The window buffers
 // are allocated once at 2C tokens (C for a window of the current chunk alone), twice (a call
 // builds the new window in the second buffer, then the two swap), so the state's device memory
-// is constant in the stream length. The document ids stay on the host (they derive from the host's tokens) and travel with
-// each call's tokens. The rules of a stream (the allowed pieces and their checks, feed's cuts, the
-// document ids, the window lengths) are model/streaming.hpp's, the CPU model's own code.
+// is constant in the stream length. The document ids stay on the host (they derive from the
+// host's tokens) and travel with each call's tokens. The rules of a stream (the allowed pieces
+// and their checks, feed's cuts, the document ids, the window lengths) are model/streaming.hpp's,
+// the CPU model's own code.
 //
 // Variants: every preset of policy/presets.hpp, as the CPU layers assemble them: the input (and
 // final) norm is cuda::timestep_decay_norm or cuda::timestep_cumulative_norm; the CEMA residual
@@ -669,8 +670,9 @@ class Mega {
     const LayerDims& d = state.dims;
     const std::int64_t end = state.kv_count + L, Lk = state.window;
     const std::int64_t keep =
-        Policy::window_keeps_previous_chunk ? model::window_length_after(Lk, L, end, d.C)  // <= keep_call
-                                  : cpu::attention_window_length(Lk, L, d.C, cpu::AttentionPattern::BlockDiagonal);
+        Policy::window_keeps_previous_chunk
+            ? model::window_length_after(Lk, L, end, d.C)  // <= keep_call
+            : cpu::attention_window_length(Lk, L, d.C, cpu::AttentionPattern::BlockDiagonal);
     detail::keep_last_rows(state.key.back(), state.key.front(), Lk, k.data, L, keep, d.H * d.dk, d.B, stream);
     detail::keep_last_rows(state.value.back(), state.value.front(), Lk, v.data, L, keep, d.H * d.dv, d.B, stream);
     state.key.flip();
